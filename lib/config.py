@@ -1,0 +1,188 @@
+"""Configuration dataclasses and named profiles.
+
+A run is fully described by a :class:`RunConfig`: data, model, training schedule, the method's own
+hyperparameters (``method_args``, resolved against the method's dataclass) and the evaluation suite.
+Its hash (see :mod:`lib.runs`) decides whether a finished run can be reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EPS_8 = 8.0 / 255.0
+
+
+class ConfigError(ValueError):
+    """Bad user input, caught before any expensive work starts."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: str = "data"
+    imbalance_ratio: float = 10.0  # paper: 10 (Table 1), 10/20/50/100 (Table 5)
+    lt_profile: str = "exp"  # "exp" (LDAM / AT-BSL convention) or "step"
+    test_protocol: str = "balanced"  # "balanced" (AT-BSL, RoBal) or "long_tailed" (official TAET notebook)
+    download: bool = False  # torchvision / medmnist download, only when asked
+    augment: bool = True  # random crop (zero padding) + horizontal flip, on the device
+    crop_padding: int = 4
+    flip: bool = True
+    seed: int = 0  # long-tail subsampling seed (LDAM / AT-BSL use 0)
+    max_train: int | None = None  # cap on the long-tailed train set (keeps its class ratios); None = all
+    max_test: int | None = None  # stratified, seeded cap on the test set; None = all
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet18"  # paper: CIFAR ResNet-18 (3x3 stem)
+    normalize: bool = True  # per-dataset mean/std inside the model; attacks work in [0, 1]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100  # paper: 100
+    batch_size: int = 128  # paper: 128
+    lr: float = 0.1  # paper: 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[float, ...] = (0.75, 0.90)  # fractions of `epochs` (paper: epochs 75 and 90 of 100)
+    lr_gamma: float = 0.1
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    track_every: int = 0  # every N epochs: per-class clean acc and PGD robustness on a fixed subset (0 = off)
+    track_size: int = 500
+    track_pgd_steps: int = 10
+    progress: bool = True  # tqdm bars (quiet when stderr is not a terminal)
+
+
+@dataclass
+class EvalConfig:
+    attacks: tuple[str, ...] = ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf", "autoattack")
+    eps: float = EPS_8
+    pgd_step_size: float = 1.0 / 255.0  # official TAET evaluation (torchattacks PGD alpha=1/255)
+    cw_l2_c: float = 10.0
+    cw_l2_kappa: float = 0.0
+    cw_l2_steps: int = 100
+    cw_l2_lr: float = 0.01
+    cw_linf_steps: int = 20  # AT-BSL's "CW": PGD-20 on the margin loss
+    cw_linf_kappa: float = 50.0
+    cw_linf_step_size: float = 2.0 / 255.0
+    autoattack_version: str = "standard"
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    method: str = "taet"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    method_args: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # run folder name; derived from the config when None
+    out_dir: str = "outputs/runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return _jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        d.pop("hash", None)
+        try:
+            return cls(
+                method=d["method"],
+                data=_build(DataConfig, d.get("data", {})),
+                model=_build(ModelConfig, d.get("model", {})),
+                train=_build(TrainConfig, d.get("train", {})),
+                eval=_build(EvalConfig, d.get("eval", {})),
+                method_args=dict(d.get("method_args", {})),
+                name=d.get("name"),
+                out_dir=d.get("out_dir", "outputs/runs"),
+            )
+        except KeyError as e:
+            raise ConfigError(f"config is missing the field {e}; was it written by this kit?") from None
+
+
+# Fields that change where or how a run is shown, never what it computes: left out of the hash.
+NON_RESULT_FIELDS = {("name",), ("out_dir",), ("train", "device"), ("train", "progress"), ("data", "data_dir"),
+                     ("data", "download"), ("eval",)}
+
+
+def _build(cls, values: dict[str, Any]):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; valid: {sorted(names)}")
+    kw = {}
+    for k, v in values.items():
+        if isinstance(v, list):
+            v = tuple(v)
+        kw[k] = v
+    return cls(**kw)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------
+# Profiles: small, readable overrides of the defaults above (the defaults are the paper's setting).
+# ---------------------------------------------------------------------------------------------------
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    # Seconds on 2 CPU cores: tests and CI.
+    "smoke": {
+        "data": {"dataset": "digits", "imbalance_ratio": 10.0, "max_test": 200},
+        "model": {"arch": "small_cnn"},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "track_size": 100},
+        "method_args": {"ce_epochs": 1},
+        "eval": {"attacks": ("clean", "fgsm", "pgd20", "cw_l2"), "cw_l2_steps": 20},
+    },
+    # Minutes on 2 CPU cores: `make demo`.
+    "demo": {
+        "data": {"dataset": "digits", "imbalance_ratio": 10.0},
+        "model": {"arch": "small_cnn"},
+        "train": {"epochs": 30, "batch_size": 64, "lr": 0.05},
+        "method_args": {"ce_epochs": 12},
+        "eval": {"attacks": ("clean", "fgsm", "pgd20", "cw_l2", "cw_linf")},
+    },
+    # A real long-tailed comparison on CPU.
+    "fashion": {
+        "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_test": 2000},
+        "model": {"arch": "small_cnn"},
+        "train": {"epochs": 20, "batch_size": 128, "lr": 0.05},
+        "method_args": {"ce_epochs": 8},
+        "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
+    },
+    # The paper: CIFAR-10-LT IR 10, ResNet-18, 100 epochs (40 clean), full test set, AutoAttack. GPU.
+    "paper": {
+        "data": {"dataset": "cifar10", "imbalance_ratio": 10.0},
+        "model": {"arch": "resnet18"},
+        "train": {"epochs": 100, "batch_size": 128, "lr": 0.1},
+        "method_args": {"ce_epochs": 40},
+        "eval": {},
+    },
+}
+
+
+def profile_config(profile: str, method: str = "taet") -> RunConfig:
+    """The RunConfig of a named profile for `method` (method_args are filtered by the method later)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
+    p = PROFILES[profile]
+    return RunConfig(
+        method=method,
+        data=_build(DataConfig, p.get("data", {})),
+        model=_build(ModelConfig, p.get("model", {})),
+        train=_build(TrainConfig, p.get("train", {})),
+        eval=_build(EvalConfig, p.get("eval", {})),
+        method_args=dict(p.get("method_args", {})),
+    )
