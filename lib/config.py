@@ -140,7 +140,7 @@ def _jsonable(obj):
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Seconds on 2 CPU cores: tests and CI.
     "smoke": {
-        "data": {"dataset": "digits", "imbalance_ratio": 10.0, "max_test": 200},
+        "data": {"dataset": "digits", "imbalance_ratio": 10.0, "max_test": 200, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
         "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "track_size": 100},
         "method_args": {"ce_epochs": 1},
@@ -148,7 +148,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Minutes on 2 CPU cores: `make demo`.
     "demo": {
-        "data": {"dataset": "digits", "imbalance_ratio": 10.0},
+        "data": {"dataset": "digits", "imbalance_ratio": 10.0, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
         "train": {"epochs": 30, "batch_size": 64, "lr": 0.05},
         "method_args": {"ce_epochs": 12},
@@ -156,7 +156,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # A real long-tailed comparison on CPU.
     "fashion": {
-        "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_test": 2000},
+        "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_test": 2000, "crop_padding": 2},
         "model": {"arch": "small_cnn"},
         "train": {"epochs": 20, "batch_size": 128, "lr": 0.05},
         "method_args": {"ce_epochs": 8},

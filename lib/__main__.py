@@ -1,0 +1,239 @@
+"""Command line: python -m lib {train, evaluate, demo} [--help]."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+from .config import PROFILES, ConfigError, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+
+# (flag, section, field, type, paper value, help). Defaults shown are the kit's (= the paper's unless noted).
+RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
+    ("--dataset", "data", "dataset", str, "cifar10 (also cifar100, dermamnist)", "dataset name"),
+    ("--data-dir", "data", "data_dir", str, "-", "folder with the dataset files"),
+    ("--imbalance-ratio", "data", "imbalance_ratio", float, "10 (Table 5: 10/20/50/100)", "n_max / n_min of the train set"),
+    ("--lt-profile", "data", "lt_profile", str, "exp", "long-tail profile: exp or step"),
+    ("--test-protocol", "data", "test_protocol", str, "long_tailed (official TAET); balanced (AT-BSL)",
+     "balanced or long_tailed test set"),
+    ("--data-seed", "data", "seed", int, "0 (LDAM/AT-BSL)", "seed of the long-tail subsampling"),
+    ("--max-test", "data", "max_test", int, "all", "stratified cap on the test set size"),
+    ("--max-train", "data", "max_train", int, "all", "cap on the long-tailed train set (ratios kept)"),
+    ("--arch", "model", "arch", str, "resnet18", "model architecture"),
+    ("--epochs", "train", "epochs", int, "100", "training epochs"),
+    ("--batch-size", "train", "batch_size", int, "128", "batch size"),
+    ("--lr", "train", "lr", float, "0.1", "SGD learning rate"),
+    ("--momentum", "train", "momentum", float, "0.9", "SGD momentum"),
+    ("--weight-decay", "train", "weight_decay", float, "5e-4", "SGD weight decay"),
+    ("--seed", "train", "seed", int, "-", "seed of initialisation, batches and attack starts"),
+    ("--device", "train", "device", str, "cuda", "auto, cpu or cuda"),
+    ("--track-every", "train", "track_every", int, "- (Fig. 1-2 need 1)",
+     "every N epochs log per-class clean/PGD accuracy on a fixed test subset (0 = off)"),
+    ("--track-size", "train", "track_size", int, "-", "size of that subset"),
+    ("--name", "run", "name", str, "-", "run folder name (default: derived from the config and its hash)"),
+    ("--out-dir", "run", "out_dir", str, "-", "folder holding the run folders"),
+]
+
+# Method hyperparameters with flags of their own; any other goes through --method-arg KEY=VALUE.
+METHOD_FLAGS: list[tuple[str, str, Any, str, str]] = [
+    ("--ce-epochs", "ce_epochs", int, "40", "TAET: epochs of clean CE before the adversarial stage"),
+    ("--alpha", "alpha", float, "0.1", "TAET: weight of BCL in HEL"),
+    ("--beta", "beta", float, "0.1", "TAET: weight of HDL in HEL"),
+    ("--gamma", "gamma", float, "0.1", "TAET: weight of RCEL in HEL"),
+    ("--train-eps", "eps", float, "TAET 0.031; AT, AT-BSL 8/255", "training attack ε (pixel units in [0,1])"),
+    ("--train-step-size", "step_size", float, "TAET 0.003; AT, AT-BSL 2/255", "training attack step"),
+    ("--train-steps", "steps", int, "10", "training attack steps"),
+]
+
+ATTACK_HELP = "comma-separated subset of: clean, fgsm, pgd20, pgd100, cw_l2, cw_linf, autoattack"
+
+
+def _base(profile: str | None, method: str) -> RunConfig:
+    from .config import profile_config
+
+    return profile_config(profile, method) if profile else RunConfig(method=method)
+
+
+def _default_of(section: str, field: str) -> Any:
+    obj = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig(), "run": RunConfig(),
+           "eval": EvalConfig()}[section]
+    return getattr(obj, field)
+
+
+def _methods_epilog() -> str:
+    import dataclasses
+
+    from .methods import METHODS
+
+    lines = ["methods and their hyperparameters (defaults = official code):"]
+    for name, cls in sorted(METHODS.items()):
+        hp = ", ".join(f"{f.name}={getattr(cls.Args(), f.name)!r}" for f in dataclasses.fields(cls.Args))
+        lines.append(f"  {name:<8} {cls.summary}")
+        if hp:
+            lines.append(f"           {hp}")
+    lines.append("profiles: " + ", ".join(sorted(PROFILES)) + " (see lib/config.py)")
+    return "\n".join(lines)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    from .methods import METHODS
+
+    p.add_argument("--method", default="taet", choices=sorted(METHODS),
+                   help="training method (default: taet)")
+    p.add_argument("--profile", default=None, choices=sorted(PROFILES),
+                   help="start from a named profile's settings, then apply the flags (default: none = the paper's)")
+    for flag, section, field, typ, paper, text in RUN_FLAGS:
+        p.add_argument(flag, type=typ, default=None,
+                       help=f"{text} (default: {_default_of(section, field)}; paper: {paper})")
+    for flag, field, typ, paper, text in METHOD_FLAGS:
+        p.add_argument(flag, type=typ, default=None, dest=f"m_{field}",
+                       help=f"{text} (default: the method's official value; paper: {paper})")
+    p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other method hyperparameter, e.g. --method-arg absent=exclude (default: none)")
+    p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip (default: on; paper: on)")
+    p.add_argument("--download", action="store_true",
+                   help="let torchvision/medmnist download missing data (default: off)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on a terminal)")
+
+
+def _parse_value(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    from .methods import resolve_method_args
+
+    cfg = _base(a.profile, a.method)
+    # Profile method_args fit any method: keep only those this method has.
+    profile_args = resolve_method_args(a.method, cfg.method_args, strict=False)
+    base_args = {k: v for k, v in profile_args.items() if k in cfg.method_args}
+    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}, "run": {}}
+    for flag, section, field, _t, _p, _h in RUN_FLAGS:
+        v = getattr(a, flag.lstrip("-").replace("-", "_"))
+        if v is not None:
+            sections[section][field] = v
+    if a.no_augment:
+        sections["data"]["augment"] = False
+    if a.download:
+        sections["data"]["download"] = True
+    if a.no_progress:
+        sections["train"]["progress"] = False
+    user_args: dict[str, Any] = {}
+    for _flag, field, _t, _p, _h in METHOD_FLAGS:
+        v = getattr(a, f"m_{field}")
+        if v is not None:
+            user_args[field] = v
+    for kv in a.method_arg:
+        if "=" not in kv:
+            raise ConfigError(f"--method-arg {kv!r} is not KEY=VALUE (e.g. --method-arg absent=exclude)")
+        k, v = kv.split("=", 1)
+        user_args[k.strip()] = _parse_value(v)
+    resolve_method_args(a.method, user_args, strict=True)  # a flag the method does not have is an error
+    cfg = replace(
+        cfg,
+        data=replace(cfg.data, **sections["data"]),
+        model=replace(cfg.model, **sections["model"]),
+        train=replace(cfg.train, **sections["train"]),
+        method_args={**base_args, **user_args},
+        **sections["run"],
+    )
+    return cfg
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .evaluate import check_attacks, evaluate_run
+    from .train import train_run, validate
+
+    cfg = validate(config_from_args(a))
+    attacks = check_attacks(a.attacks.split(",")) if a.attacks else None
+    res = train_run(cfg, resume=True if a.resume else "auto", force=a.force)
+    print(f"run folder: {res.run_dir}")
+    if a.evaluate:
+        evaluate_run(res.run_dir, attacks, device=cfg.train.device, progress=cfg.train.progress)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import check_attacks, evaluate_run, with_eval_overrides
+    from .runs import read_config
+
+    attacks = check_attacks(a.attacks.split(",")) if a.attacks else None
+    cfg = read_config(a.run_dir)
+    ecfg = with_eval_overrides(cfg.eval, eps=a.eps, batch_size=a.batch_size)
+    from .methods.base import check_range
+
+    check_range("eps", ecfg.eps, hint="attack sizes are in [0, 1] pixel units: 8/255 = 0.0314")
+    doc = evaluate_run(a.run_dir, attacks, device=a.device, ecfg=ecfg, force=a.force, progress=not a.no_progress)
+    print(f"results: {a.run_dir}/eval.json and eval.csv ({len(doc['results'])} attacks)")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(profile=a.profile, methods=a.methods.split(","), device=a.device, force=a.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="python -m lib", formatter_class=fmt,
+        description="TAET kit: adversarial training on long-tailed data (TAET, CVPR 2025, and its baselines).",
+        epilog="`python -m lib COMMAND --help` explains every flag with its default and the paper's value.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one method (and optionally evaluate it)", formatter_class=fmt,
+                       epilog=_methods_epilog(),
+                       description="Train a method into outputs/runs/<name>/. A finished run with the same config "
+                                   "is reused; an unfinished one is resumed.")
+    _add_run_flags(t)
+    t.add_argument("--resume", action="store_true",
+                   help="require an unfinished checkpoint of this config and continue it exactly (default: "
+                        "continue one if found)")
+    t.add_argument("--force", action="store_true", help="retrain from scratch even if a finished run exists")
+    t.add_argument("--evaluate", action="store_true", help="evaluate after training (default: off)")
+    t.add_argument("--attacks", default=None, help=f"{ATTACK_HELP} (default: the profile's suite)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="run the attack suite on a trained run folder", formatter_class=fmt,
+                       description="Writes RUN_DIR/eval.json and eval.csv; attacks already evaluated with the "
+                                   "same settings are reused.")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `train`")
+    e.add_argument("--attacks", default=None, help=f"{ATTACK_HELP} (default: the run's configured suite; "
+                                                   "paper: all)")
+    e.add_argument("--eps", type=float, default=None, help="l_inf budget (default: 8/255; paper: 8/255)")
+    e.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default: 256)")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    e.add_argument("--force", action="store_true", help="recompute every attack")
+    e.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("demo", help="train TAET, AT-BSL and AT on digits-LT and print one comparison table",
+                       formatter_class=fmt)
+    d.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="settings profile (default: demo)")
+    d.add_argument("--methods", default="taet,atbsl,at", help="methods to compare (default: taet,atbsl,at)")
+    d.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    d.add_argument("--force", action="store_true", help="retrain even if finished runs exist")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

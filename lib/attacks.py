@@ -1,0 +1,548 @@
+"""Adversarial attacks with one calling convention: ``attack(model, x, y, *, ...) -> x_adv``.
+
+Inputs live in [0, 1] (normalisation belongs inside the model); ``eps`` and step sizes are in the same
+pixel units (8/255 = 0.0314). Every attack
+
+- checks its arguments before touching the model (bad values raise :class:`lib.config.ConfigError`),
+- runs the model in eval mode and gives back the train/eval flag of every submodule it found,
+- differentiates with respect to the input only (``torch.autograd.grad``), so parameters never gain ``.grad``,
+- works on the whole batch at once, on ``x``'s device, and returns a detached tensor in [0, 1]
+  (and, for l_inf attacks, inside the ε-ball around ``x``).
+
+The evaluation suite looks attacks up by name in :data:`ATTACKS`; :func:`describe_attack` records the
+settings that produced a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.config import ConfigError, EvalConfig
+
+__all__ = [
+    "ATTACKS",
+    "attack_names",
+    "autoattack",
+    "autoattack_available",
+    "cw_l2",
+    "cw_linf",
+    "cw_margin",
+    "describe_attack",
+    "eval_mode",
+    "fgsm",
+    "get_attack",
+    "pgd",
+    "register_attack",
+]
+
+_EPS_HINT = "in [0, 1] pixel units on [0, 1] images (e.g. 8/255 = 0.0314)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Argument checks: cheap, and before any forward pass.
+# ---------------------------------------------------------------------------------------------------
+def _check_unit(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{name} must be {_EPS_HINT}; got {value!r}")
+
+
+def _check_steps(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0; got {value!r}")
+
+
+def _check_nonneg(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
+        raise ConfigError(f"{name} must be a finite number >= 0; got {value!r}")
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name} must be one of {list(valid)}; got {value!r}")
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise ConfigError("x must be a floating tensor of images (N, C, H, W) with values in [0, 1]")
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
+        raise ConfigError(f"y must be an int64 tensor of shape ({x.shape[0]},); got "
+                          f"{getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}")
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        lo, hi = float(lo), float(hi)  # one device sync
+        if lo < 0.0 or hi > 1.0:
+            raise ConfigError(f"attacks expect x in [0, 1] (normalise inside the model); got values in "
+                              f"[{lo:.4g}, {hi:.4g}]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared pieces.
+# ---------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode; give back each one's own flag (mixed train/eval survives)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in flags:
+            m.training = was_training
+
+
+@contextlib.contextmanager
+def _frozen_params(model: nn.Module) -> Iterator[None]:
+    """Stop parameters from requiring grad (for third-party code that calls ``.backward()``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def _input_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.autograd.grad(loss, x)[0]
+
+
+def _project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clip to the l_inf ball of radius eps around x, then to [0, 1]."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
+    """Per-sample ``clamp(z_y - max_{j != y} z_j, min=-kappa)`` (Carlini & Wagner's f, untargeted).
+
+    Positive while the sample is classified correctly; the attacks drive it down to ``-kappa``.
+    """
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf).amax(1)
+    return (true - other).clamp(min=-kappa)
+
+
+def _random_like(x: torch.Tensor, kind: str, generator: torch.Generator | None) -> torch.Tensor:
+    """U[0, 1) or N(0, 1) noise shaped like x; drawn from `generator` (on its own device) when given."""
+    sample = torch.rand if kind == "uniform" else torch.randn
+    if generator is None:
+        return sample(x.shape, device=x.device, dtype=x.dtype)
+    noise = sample(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
+    return noise.to(device=x.device, dtype=x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# FGSM and PGD (l_inf).
+# ---------------------------------------------------------------------------------------------------
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015): ``clip(x + eps·sign(∇_x CE))``, as torchattacks.FGSM."""
+    _check_unit("eps", eps)
+    _check_batch(x, y)
+    x = x.detach()
+    with eval_mode(model), torch.enable_grad():
+        x_req = x.clone().requires_grad_(True)
+        loss = F.cross_entropy(model(x_req), y, reduction="sum")
+        grad = _input_grad(loss, x_req)
+    return _project_linf(x + eps * grad.sign(), x, eps).detach()
+
+
+PGD_LOSSES = ("ce", "cw")
+PGD_STARTS = ("uniform", "normal")
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    loss: str = "ce",
+    random_start: bool = True,
+    start: str = "uniform",
+    start_std: float = 0.001,
+    kappa: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """l_inf projected gradient ascent (Madry et al. 2018) on CE or the CW margin.
+
+    ``loss="ce"`` maximises cross-entropy; ``loss="cw"`` maximises ``-cw_margin(z, y, kappa)`` (AT-BSL's
+    "CW" column: 20 steps, kappa=50). Random start: ``start="uniform"`` is ``x + U(-eps, eps)``
+    (torchattacks.PGD, Madry); ``start="normal"`` is ``x + start_std·N(0, 1)`` (the training attack of the
+    official TAET, AT-BSL and TRADES code). Either start is clipped to the ball and to [0, 1].
+    ``random_start=False`` starts at x. Each step: ``x' <- clip_ball(x' + step_size·sign(∇ loss))``.
+    Noise comes from ``generator`` when given (it may live on another device than x).
+    """
+    _check_unit("eps", eps)
+    _check_unit("step_size", step_size)
+    _check_steps("steps", steps)
+    _check_choice("loss", loss, PGD_LOSSES)
+    _check_choice("start", start, PGD_STARTS)
+    _check_nonneg("start_std", start_std)
+    _check_nonneg("kappa", kappa)
+    _check_batch(x, y)
+    x = x.detach()
+    with eval_mode(model), torch.enable_grad():
+        if not random_start:
+            x_adv = x.clone()
+        elif start == "uniform":
+            x_adv = _project_linf(x + eps * (2.0 * _random_like(x, "uniform", generator) - 1.0), x, eps)
+        else:
+            x_adv = _project_linf(x + start_std * _random_like(x, "normal", generator), x, eps)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            logits = model(x_adv)
+            if loss == "ce":
+                objective = F.cross_entropy(logits, y, reduction="sum")
+            else:
+                objective = -cw_margin(logits, y, kappa).sum()
+            grad = _input_grad(objective, x_adv)
+            x_adv = _project_linf(x_adv.detach() + step_size * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def cw_linf(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int = 20,
+    kappa: float = 50.0,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """AT-BSL's "CW": l_inf PGD on the CW margin loss with confidence kappa (uniform random start)."""
+    return pgd(model, x, y, eps=eps, step_size=step_size, steps=steps, loss="cw", kappa=kappa,
+               random_start=random_start, generator=generator)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Carlini-Wagner L2.
+# ---------------------------------------------------------------------------------------------------
+CW_MARGINS = ("exact", "torchattacks")
+
+
+def _cw_margin_torchattacks(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
+    """torchattacks.CW.f: masked logits are read as 0, so 'other' is max(max_{j!=y} z_j, 0) (and z_y likewise)."""
+    onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    other = ((1.0 - onehot) * logits).amax(1)
+    true = (onehot * logits).amax(1)
+    return (true - other).clamp(min=-kappa)
+
+
+def cw_l2(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    c: float = 10.0,
+    kappa: float = 0.0,
+    steps: int = 100,
+    lr: float = 0.01,
+    margin: str = "exact",
+) -> torch.Tensor:
+    """Carlini & Wagner (2017) L2 attack, fixed c, no binary search: the algorithm of torchattacks.CW.
+
+    Optimises w with x' = (tanh(w) + 1)/2 by Adam(lr) on Σ_i ||x'_i − x_i||² + c·Σ_i f(x'_i), with
+    f = cw_margin(z(x'), y, kappa). Per sample it keeps the misclassified x' of smallest L2 seen so far
+    (samples never fooled come back unchanged). Every ``max(steps // 10, 1)`` steps it stops early once
+    the batch cost has risen since the last check. Like torchattacks, w starts at atanh(2x − 1), so pixels
+    at exactly 0 or 1 start at ∓inf and stay put.
+
+    ``margin="exact"`` (default) uses the paper's f: max over j != y of z_j. torchattacks 3.5.1 instead
+    takes max_j((1 − onehot)·z)_j and max_j(onehot·z)_j, which reads a masked-out logit as 0, so
+    negative logits are compared with 0 (a weaker attack when the other logits are all negative);
+    ``margin="torchattacks"`` reproduces that to float precision (the official TAET "CW" column).
+    """
+    _check_nonneg("c", c)
+    _check_nonneg("kappa", kappa)
+    _check_steps("steps", steps)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0.0 < float(lr) < math.inf:
+        raise ConfigError(f"lr must be a finite number > 0 (Adam learning rate on tanh-space w); got {lr!r}")
+    _check_choice("margin", margin, CW_MARGINS)
+    _check_batch(x, y)
+    f = cw_margin if margin == "exact" else _cw_margin_torchattacks
+    x = x.detach()
+    view = (-1,) + (1,) * (x.dim() - 1)
+    best_adv = x.clone()
+    best_l2 = torch.full((x.shape[0],), 1e10, device=x.device, dtype=x.dtype)
+    with eval_mode(model), torch.enable_grad():
+        w = torch.atanh((2.0 * x - 1.0).clamp(-1.0, 1.0)).requires_grad_(True)
+        optimizer = torch.optim.Adam([w], lr=lr)
+        prev_cost = math.inf
+        check_every = max(steps // 10, 1)
+        for step in range(steps):
+            x_adv = 0.5 * (torch.tanh(w) + 1.0)
+            l2 = (x_adv - x).pow(2).flatten(1).sum(1)
+            logits = model(x_adv)
+            cost = l2.sum() + c * f(logits, y, kappa).sum()
+            w.grad = _input_grad(cost, w)
+            optimizer.step()
+
+            improved = (logits.detach().argmax(1) != y) & (l2.detach() < best_l2)
+            best_l2 = torch.where(improved, l2.detach(), best_l2)
+            best_adv = torch.where(improved.view(view), x_adv.detach(), best_adv)
+
+            if step % check_every == 0:
+                cost_now = cost.item()
+                if cost_now > prev_cost:
+                    break
+                prev_cost = cost_now
+    return best_adv.clamp_(0.0, 1.0).detach()
+
+
+# ---------------------------------------------------------------------------------------------------
+# AutoAttack (the official code, PyPI `pyautoattack`).
+# ---------------------------------------------------------------------------------------------------
+AUTOATTACK_VERSIONS = ("standard", "rand")
+AUTOATTACK_NORMS = ("Linf", "L2", "L1")
+_AA_MIN_CLASSES = {"standard": 4, "rand": 3}  # targeted DLR reads the 4th-largest logit, DLR the 3rd
+
+
+def autoattack_available() -> bool:
+    """True when the official AutoAttack package (`pyautoattack`) can be imported."""
+    try:
+        import pyautoattack  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _strict_fp32(device: torch.device) -> Iterator[None]:
+    """Disable TF32 for cuDNN convolutions and CUDA matmuls (true fp32), restoring the settings after."""
+    if device.type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = (conv.fp32_precision, matmul.fp32_precision)
+    conv.fp32_precision, matmul.fp32_precision = "ieee", "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+
+
+@contextlib.contextmanager
+def _keep_tracer() -> Iterator[None]:
+    """pyautoattack's dynamic-defense check calls sys.settrace(None); give back a coverage/debugger tracer."""
+    tracer = sys.gettrace()
+    try:
+        yield
+    finally:
+        if sys.gettrace() is not tracer:
+            sys.settrace(tracer)
+
+
+@contextlib.contextmanager
+def _aa_logging(verbose: bool) -> Iterator[None]:
+    logger = logging.getLogger("auto-attack")
+    if not verbose:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[autoattack] %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def autoattack_settings(num_classes: int, version: str = "standard") -> dict[str, Any]:
+    """The attacks and target counts the adapter runs for `num_classes` (official: 9 targets)."""
+    attacks = ["apgd-ce", "apgd-t", "fab-t", "square"] if version == "standard" else ["apgd-ce", "apgd-dlr"]
+    settings: dict[str, Any] = {"attacks": attacks}
+    if version == "standard":
+        settings["n_target_classes"] = min(9, num_classes - 1)
+    else:
+        settings["eot_iter"] = 20
+    return settings
+
+
+def autoattack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    version: str = "standard",
+    norm: str = "Linf",
+    batch_size: int | None = None,
+    seed: int = 0,
+    verbose: bool = False,
+) -> torch.Tensor:
+    """AutoAttack (Croce & Hein 2020) through the official code, returning its per-point worst case.
+
+    ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square; ``"rand"``: APGD-CE and APGD-DLR with EOT
+    (for randomised models). Runs in fp32 (TF32 off on CUDA, autocast off) on x's device. With fewer than
+    10 classes the targeted attacks get C − 1 target classes instead of the official 9. ``batch_size=None``
+    runs x as one batch. The global torch RNG (which pyautoattack reseeds) is left as found.
+    """
+    if norm == "Linf":
+        _check_unit("eps", eps)
+    else:
+        _check_nonneg("eps", eps)
+    _check_choice("version", version, AUTOATTACK_VERSIONS)
+    _check_choice("norm", norm, AUTOATTACK_NORMS)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ConfigError(f"batch_size must be a positive integer or None; got {batch_size!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an integer; got {seed!r}")
+    _check_batch(x, y)
+    not_fp32 = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()} - {"torch.float32"})
+    if not_fp32:
+        raise ConfigError(f"AutoAttack runs in fp32 but the model has {not_fp32} parameters; call model.float()")
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError:
+        raise ConfigError("AutoAttack needs the official code: pip install pyautoattack "
+                          "(or drop 'autoattack' from the attack list)") from None
+    x = x.detach().float()
+    if x.shape[0] == 0:
+        return x.clone()
+    device = x.device
+    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        stack.enter_context(_frozen_params(model))
+        stack.enter_context(torch.autocast(device.type, enabled=False))
+        stack.enter_context(_strict_fp32(device))
+        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
+        stack.enter_context(_keep_tracer())
+        stack.enter_context(_aa_logging(verbose))
+        with torch.no_grad():
+            num_classes = model(x[:1]).shape[1]
+        if num_classes < _AA_MIN_CLASSES[version]:
+            raise ConfigError(f"AutoAttack version {version!r} needs at least {_AA_MIN_CLASSES[version]} classes "
+                              f"(its DLR losses read the top logits); the model has {num_classes}")
+        aa = AutoAttack(model, device=device, eps=float(eps), norm=norm, seed=seed, version=version)
+        aa.verbose = verbose
+        if num_classes < 10:
+            aa.apgd_targeted.n_target_classes = num_classes - 1
+            aa.fab.n_target_classes = num_classes - 1
+        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or x.shape[0])
+    x_adv = x_adv.detach().to(device)
+    if norm == "Linf":
+        return _project_linf(x_adv, x, float(eps))
+    return x_adv.clamp_(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry for the evaluation suite: name -> (model, x, y, ecfg, generator) -> x_adv.
+# ---------------------------------------------------------------------------------------------------
+SuiteAttack = Callable[[nn.Module, torch.Tensor, torch.Tensor, EvalConfig, "torch.Generator | None"], torch.Tensor]
+
+ATTACKS: dict[str, SuiteAttack] = {}
+_DESCRIBE: dict[str, Callable[[EvalConfig], dict[str, Any]]] = {}
+
+
+def register_attack(name: str, describe: Callable[[EvalConfig], dict[str, Any]]):
+    """Decorator: add a suite attack under `name`, with a function giving its settings for eval.json."""
+
+    def wrap(fn: SuiteAttack) -> SuiteAttack:
+        if name in ATTACKS:
+            raise ValueError(f"attack {name!r} is already registered")
+        ATTACKS[name] = fn
+        _DESCRIBE[name] = describe
+        return fn
+
+    return wrap
+
+
+def attack_names() -> list[str]:
+    return list(ATTACKS)
+
+
+def get_attack(name: str) -> SuiteAttack:
+    """The suite attack called `name`; ConfigError listing the valid names otherwise."""
+    try:
+        return ATTACKS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown attack {name!r}; valid: {attack_names()}") from None
+
+
+def describe_attack(name: str, ecfg: EvalConfig) -> dict[str, Any]:
+    """JSON-ready settings that `name` uses under `ecfg` (what produced a number in eval.json)."""
+    get_attack(name)
+    return {"name": name, **_DESCRIBE[name](ecfg)}
+
+
+def _pgd_desc(e: EvalConfig, steps: int, step_size: float, loss: str = "ce", kappa: float | None = None):
+    d = {"attack": "pgd", "norm": "Linf", "eps": e.eps, "step_size": step_size, "steps": steps, "loss": loss,
+         "random_start": "uniform", "restarts": 1}
+    if kappa is not None:
+        d["kappa"] = kappa
+    return d
+
+
+@register_attack("clean", describe=lambda e: {"attack": "none"})
+def _clean(model, x, y, ecfg, generator=None):
+    return x.detach()
+
+
+@register_attack("fgsm", describe=lambda e: {"attack": "fgsm", "norm": "Linf", "eps": e.eps, "loss": "ce"})
+def _fgsm(model, x, y, ecfg, generator=None):
+    return fgsm(model, x, y, eps=ecfg.eps)
+
+
+@register_attack("pgd20", describe=lambda e: _pgd_desc(e, 20, e.pgd_step_size))
+def _pgd20(model, x, y, ecfg, generator=None):
+    return pgd(model, x, y, eps=ecfg.eps, step_size=ecfg.pgd_step_size, steps=20, generator=generator)
+
+
+@register_attack("pgd100", describe=lambda e: _pgd_desc(e, 100, e.pgd_step_size))
+def _pgd100(model, x, y, ecfg, generator=None):
+    return pgd(model, x, y, eps=ecfg.eps, step_size=ecfg.pgd_step_size, steps=100, generator=generator)
+
+
+@register_attack("cw_linf", describe=lambda e: _pgd_desc(e, e.cw_linf_steps, e.cw_linf_step_size, "cw",
+                                                          e.cw_linf_kappa))
+def _cw_linf(model, x, y, ecfg, generator=None):
+    return cw_linf(model, x, y, eps=ecfg.eps, step_size=ecfg.cw_linf_step_size, steps=ecfg.cw_linf_steps,
+                   kappa=ecfg.cw_linf_kappa, generator=generator)
+
+
+@register_attack("cw_l2", describe=lambda e: {
+    "attack": "cw_l2", "norm": "L2", "c": e.cw_l2_c, "kappa": e.cw_l2_kappa, "steps": e.cw_l2_steps,
+    "lr": e.cw_l2_lr, "margin": getattr(e, "cw_l2_margin", "exact"), "optimizer": "adam", "binary_search": False,
+    "reference": "torchattacks.CW"})
+def _cw_l2(model, x, y, ecfg, generator=None):
+    return cw_l2(model, x, y, c=ecfg.cw_l2_c, kappa=ecfg.cw_l2_kappa, steps=ecfg.cw_l2_steps, lr=ecfg.cw_l2_lr,
+                 margin=getattr(ecfg, "cw_l2_margin", "exact"))
+
+
+def _aa_desc(e: EvalConfig) -> dict[str, Any]:
+    try:
+        from importlib.metadata import version as _pkg_version
+
+        impl = f"pyautoattack {_pkg_version('pyautoattack')}"
+    except Exception:  # noqa: BLE001 - metadata is informative only
+        impl = "pyautoattack (not installed)"
+    settings = autoattack_settings(10, e.autoattack_version)
+    if "n_target_classes" in settings:
+        settings["n_target_classes"] = "min(9, num_classes - 1)"
+    return {"attack": "autoattack", "norm": "Linf", "eps": e.eps, "version": e.autoattack_version,
+            "seed": e.seed, "implementation": impl, "precision": "fp32", **settings}
+
+
+@register_attack("autoattack", describe=_aa_desc)
+def _autoattack(model, x, y, ecfg, generator=None):
+    return autoattack(model, x, y, eps=ecfg.eps, version=ecfg.autoattack_version, seed=ecfg.seed)

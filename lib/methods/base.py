@@ -1,0 +1,105 @@
+"""The method interface and its registry (one file per training method, registered by name)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+
+from ..config import ConfigError
+
+
+class StepOutput(NamedTuple):
+    loss: torch.Tensor  # scalar to back-propagate
+    logits: torch.Tensor  # logits of the inputs the loss was computed on (for train accuracy)
+
+
+@dataclass
+class MethodContext:
+    num_classes: int
+    class_counts: list[int]
+    epochs: int
+    device: torch.device
+
+
+class Method:
+    """A training method: `step(model, x, y, epoch, generator)` builds what the current stage needs
+    (adversarial examples or not) and returns the loss. Hyperparameters live in the nested `Args`
+    dataclass, whose defaults are the official code's values."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    @dataclass
+    class Args:
+        pass
+
+    def __init__(self, args: Any, ctx: MethodContext):
+        self.args = args
+        self.ctx = ctx
+
+    # The stage an epoch belongs to; two-stage methods override it.
+    def stage(self, epoch: int) -> str:
+        return "adversarial"
+
+    def step(self, model, x, y, epoch: int, generator: torch.Generator | None) -> StepOutput:
+        raise NotImplementedError
+
+    def check(self, epochs: int) -> None:
+        """Raise ConfigError for hyperparameters that cannot work with this schedule."""
+
+    def eval_model(self, model):
+        """The model to evaluate (methods with an inference-time adjustment wrap it)."""
+        return model
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a `name`")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def method_arg_names(name: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(get_method_class(name).Args)]
+
+
+def resolve_method_args(name: str, values: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+    """Fill `values` with the method's defaults. Unknown keys raise (strict) or are dropped (profiles
+    give e.g. `ce_epochs` to every method; only TAET uses it)."""
+    cls = get_method_class(name)
+    fields = {f.name: f for f in dataclasses.fields(cls.Args)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown and strict:
+        raise ConfigError(
+            f"method {name!r} has no hyperparameter(s) {unknown}; its hyperparameters: {sorted(fields)}"
+        )
+    kw = {k: v for k, v in values.items() if k in fields}
+    for k, v in list(kw.items()):
+        default = getattr(cls.Args(), k)
+        if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+            kw[k] = float(v)
+    return dataclasses.asdict(cls.Args(**kw))
+
+
+def build_method(name: str, args: dict[str, Any], ctx: MethodContext) -> Method:
+    cls = get_method_class(name)
+    method = cls(cls.Args(**resolve_method_args(name, args)), ctx)
+    method.check(ctx.epochs)
+    return method
+
+
+def check_range(name: str, value: float, lo: float = 0.0, hi: float = 1.0, hint: str = "") -> None:
+    if not (lo <= value <= hi):
+        raise ConfigError(f"{name}={value} is outside [{lo}, {hi}]{'; ' + hint if hint else ''}")

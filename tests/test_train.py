@@ -1,0 +1,138 @@
+"""Training: TAET's two stages, a measurable gain in robustness, exact resume, the run cache, divergence."""
+
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib import runs
+from lib.config import ConfigError, profile_config
+from lib.evaluate import evaluate_model, evaluate_run
+from lib.methods import METHODS, Method, StepOutput, register_method
+from lib.train import TrainingDiverged, train_run
+
+
+def small_cfg(tmp_path, method="taet", epochs=4, **method_args):
+    cfg = profile_config("smoke", method)
+    args = {"ce_epochs": 1} if method == "taet" else {}
+    args.update(method_args)
+    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=args,
+                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False))
+
+
+def test_taet_switches_stage_and_lowers_loss(tmp_path):
+    res = train_run(small_cfg(tmp_path, epochs=5, ce_epochs=2), verbose=False)
+    stages = [r["stage"] for r in res.history]
+    assert stages == ["clean", "clean", "adversarial", "adversarial", "adversarial"]
+    adv = [r["loss"] for r in res.history if r["stage"] == "adversarial"]
+    assert adv[-1] < adv[0]  # HEL goes down during stage 2
+    clean = [r["loss"] for r in res.history if r["stage"] == "clean"]
+    assert clean[-1] < clean[0]
+    hist = runs.read_csv(res.run_dir / "history.csv")
+    assert [int(r["epoch"]) for r in hist] == [1, 2, 3, 4, 5]
+
+
+def test_taet_is_more_robust_than_standard_training(tmp_path):
+    cfg_t = small_cfg(tmp_path, "taet", epochs=20, ce_epochs=6)
+    cfg_c = small_cfg(tmp_path, "ce", epochs=20)
+    ecfg = replace(cfg_t.eval, eps=0.1, pgd_step_size=0.01)
+    rob = {}
+    for cfg in (cfg_t, cfg_c):
+        cfg = replace(cfg, data=replace(cfg.data, max_test=None))
+        res = train_run(cfg, verbose=False)
+        out = evaluate_model(res.model, res.data.test_x, res.data.test_y, res.data.num_classes, ecfg,
+                             ["clean", "pgd20"], verbose=False)
+        rob[cfg.method] = out["pgd20"]["balanced"]
+    assert rob["taet"] > rob["ce"] + 0.1, rob
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path):
+    full = train_run(small_cfg(tmp_path / "a", epochs=4, ce_epochs=2), verbose=False)
+    cfg = small_cfg(tmp_path / "b", epochs=4, ce_epochs=2)
+    part = train_run(cfg, verbose=False, stop_after_epoch=3)  # interrupted after the first adversarial epoch
+    assert len(part.history) == 3
+    resumed = train_run(cfg, resume=True, verbose=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
+
+
+def test_run_cache_reuses_and_force_retrains(tmp_path):
+    cfg = small_cfg(tmp_path, "at", epochs=1)
+    first = train_run(cfg, verbose=False)
+    mtime = (first.run_dir / "checkpoint.pt").stat().st_mtime_ns
+    again = train_run(cfg, verbose=False)
+    assert again.reused and (first.run_dir / "checkpoint.pt").stat().st_mtime_ns == mtime
+    forced = train_run(cfg, force=True, verbose=False)
+    assert not forced.reused and (first.run_dir / "checkpoint.pt").stat().st_mtime_ns != mtime
+    # a different config lands in a different folder (its hash is in the name)
+    other = train_run(replace(cfg, train=replace(cfg.train, lr=0.01)), verbose=False)
+    assert other.run_dir != first.run_dir
+
+
+def test_evaluate_run_writes_results_and_reuses_them(tmp_path):
+    res = train_run(small_cfg(tmp_path, "atbsl", epochs=1), verbose=False)
+    doc = evaluate_run(res.run_dir, ["clean", "fgsm"], device="cpu", verbose=False)
+    assert set(doc["results"]) == {"clean", "fgsm"}
+    r = doc["results"]["fgsm"]
+    assert len(r["per_class"]) == 10 and 0 <= r["balanced"] <= 1
+    assert r["settings"]["eps"] == pytest.approx(8 / 255)
+    assert doc["protocol"]["test_protocol"] == "balanced" and doc["protocol"]["n_test"] == 200
+    assert doc["results"]["clean"]["accuracy"] >= r["accuracy"]
+    before = (res.run_dir / "eval.json").read_text()
+    evaluate_run(res.run_dir, ["clean"], device="cpu", verbose=False)  # cached: nothing rewritten
+    assert (res.run_dir / "eval.json").read_text() == before
+    assert (res.run_dir / "eval.csv").read_text().startswith("attack,accuracy,balanced,n,class_0")
+
+
+@dataclass
+class _NanArgs:
+    bad_epoch: int = 1
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    @register_method
+    class Exploding(Method):
+        name = "exploding_test"
+        Args = _NanArgs
+
+        def step(self, model, x, y, epoch, generator):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if epoch == self.args.bad_epoch:
+                loss = loss * float("nan")
+            return StepOutput(loss, logits)
+
+    try:
+        cfg = replace(small_cfg(tmp_path, "exploding_test", epochs=3), method_args={"bad_epoch": 1})
+        with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 1"):
+            train_run(cfg, verbose=False)
+        rd = runs.run_dir(cfg)
+        ckpt = runs.load_checkpoint(rd / "checkpoint.pt")
+        assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values()
+                                           if v.is_floating_point())
+    finally:
+        METHODS.pop("exploding_test", None)
+
+
+def test_truncated_checkpoint_and_foreign_config_are_refused(tmp_path):
+    cfg = small_cfg(tmp_path, "at", epochs=2)
+    res = train_run(cfg, verbose=False, stop_after_epoch=1)
+    ck = res.run_dir / "checkpoint.pt"
+    data = ck.read_bytes()
+    ck.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="truncated or corrupt"):
+        train_run(cfg, resume=True, verbose=False)
+    ck.write_bytes(data)
+    # same folder, different config: refused without --force
+    other = replace(cfg, name=res.run_dir.name, train=replace(cfg.train, lr=0.02))
+    with pytest.raises(ConfigError, match="different config"):
+        train_run(other, verbose=False)
+    # a checkpoint from another config copied in: refused by hash
+    ckpt = runs.load_checkpoint(ck)
+    ckpt["config_hash"] = "0" * 16
+    torch.save(ckpt, ck)
+    with pytest.raises(ConfigError, match="written for config"):
+        train_run(cfg, resume=True, verbose=False)
