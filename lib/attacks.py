@@ -255,14 +255,14 @@ def cw_l2(
 ) -> torch.Tensor:
     """Carlini & Wagner (2017) L2 attack, fixed c, no binary search: the algorithm of torchattacks.CW.
 
-    Optimises w with x' = (tanh(w) + 1)/2 by Adam(lr) on Σ_i ||x'_i − x_i||² + c·Σ_i f(x'_i), with
+    Optimises w with x' = (tanh(w) + 1)/2 by Adam(lr) on Σ_i ||x'_i - x_i||² + c·Σ_i f(x'_i), with
     f = cw_margin(z(x'), y, kappa). Per sample it keeps the misclassified x' of smallest L2 seen so far
     (samples never fooled come back unchanged). Every ``max(steps // 10, 1)`` steps it stops early once
-    the batch cost has risen since the last check. Like torchattacks, w starts at atanh(2x − 1), so pixels
+    the batch cost has risen since the last check. Like torchattacks, w starts at atanh(2x - 1), so pixels
     at exactly 0 or 1 start at ∓inf and stay put.
 
     ``margin="exact"`` (default) uses the paper's f: max over j != y of z_j. torchattacks 3.5.1 instead
-    takes max_j((1 − onehot)·z)_j and max_j(onehot·z)_j, which reads a masked-out logit as 0, so
+    takes max_j((1 - onehot)·z)_j and max_j(onehot·z)_j, which reads a masked-out logit as 0, so
     negative logits are compared with 0 (a weaker attack when the other logits are all negative);
     ``margin="torchattacks"`` reproduces that to float precision (the official TAET "CW" column).
     """
@@ -308,6 +308,7 @@ def cw_l2(
 # ---------------------------------------------------------------------------------------------------
 AUTOATTACK_VERSIONS = ("standard", "rand")
 AUTOATTACK_NORMS = ("Linf", "L2", "L1")
+AUTOATTACK_BATCH_SIZE = 250  # run_standard_evaluation's default
 _AA_MIN_CLASSES = {"standard": 4, "rand": 3}  # targeted DLR reads the 4th-largest logit, DLR the 3rd
 
 
@@ -391,8 +392,9 @@ def autoattack(
 
     ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square; ``"rand"``: APGD-CE and APGD-DLR with EOT
     (for randomised models). Runs in fp32 (TF32 off on CUDA, autocast off) on x's device. With fewer than
-    10 classes the targeted attacks get C − 1 target classes instead of the official 9. ``batch_size=None``
-    runs x as one batch. The global torch RNG (which pyautoattack reseeds) is left as found.
+    10 classes the targeted attacks get C - 1 target classes instead of the official 9. x may be the whole
+    test set: pyautoattack batches it internally (``batch_size=None`` = its default, 250). The global
+    torch RNG (which pyautoattack reseeds) is left as found.
     """
     if norm == "Linf":
         _check_unit("eps", eps)
@@ -438,7 +440,7 @@ def autoattack(
         if num_classes < 10:
             aa.apgd_targeted.n_target_classes = num_classes - 1
             aa.fab.n_target_classes = num_classes - 1
-        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or x.shape[0])
+        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or AUTOATTACK_BATCH_SIZE)
     x_adv = x_adv.detach().to(device)
     if norm == "Linf":
         return _project_linf(x_adv, x, float(eps))
@@ -522,11 +524,11 @@ def _cw_linf(model, x, y, ecfg, generator=None):
 
 @register_attack("cw_l2", describe=lambda e: {
     "attack": "cw_l2", "norm": "L2", "c": e.cw_l2_c, "kappa": e.cw_l2_kappa, "steps": e.cw_l2_steps,
-    "lr": e.cw_l2_lr, "margin": getattr(e, "cw_l2_margin", "exact"), "optimizer": "adam", "binary_search": False,
+    "lr": e.cw_l2_lr, "margin": e.cw_l2_margin, "optimizer": "adam", "binary_search": False,
     "reference": "torchattacks.CW"})
 def _cw_l2(model, x, y, ecfg, generator=None):
     return cw_l2(model, x, y, c=ecfg.cw_l2_c, kappa=ecfg.cw_l2_kappa, steps=ecfg.cw_l2_steps, lr=ecfg.cw_l2_lr,
-                 margin=getattr(ecfg, "cw_l2_margin", "exact"))
+                 margin=ecfg.cw_l2_margin)
 
 
 def _aa_desc(e: EvalConfig) -> dict[str, Any]:
@@ -534,7 +536,7 @@ def _aa_desc(e: EvalConfig) -> dict[str, Any]:
         from importlib.metadata import version as _pkg_version
 
         impl = f"pyautoattack {_pkg_version('pyautoattack')}"
-    except Exception:  # noqa: BLE001 - metadata is informative only
+    except Exception:  # metadata is informative only
         impl = "pyautoattack (not installed)"
     settings = autoattack_settings(10, e.autoattack_version)
     if "n_target_classes" in settings:
@@ -545,4 +547,5 @@ def _aa_desc(e: EvalConfig) -> dict[str, Any]:
 
 @register_attack("autoattack", describe=_aa_desc)
 def _autoattack(model, x, y, ecfg, generator=None):
-    return autoattack(model, x, y, eps=ecfg.eps, version=ecfg.autoattack_version, seed=ecfg.seed)
+    return autoattack(model, x, y, eps=ecfg.eps, version=ecfg.autoattack_version, seed=ecfg.seed,
+                      batch_size=ecfg.batch_size)

@@ -66,6 +66,7 @@ class EvalConfig:
     cw_l2_kappa: float = 0.0
     cw_l2_steps: int = 100
     cw_l2_lr: float = 0.01
+    cw_l2_margin: str = "torchattacks"  # the paper's CW column (torchattacks' margin); "exact" = true max_{j!=y}
     cw_linf_steps: int = 20  # AT-BSL's "CW": PGD-20 on the margin loss
     cw_linf_kappa: float = 50.0
     cw_linf_step_size: float = 2.0 / 255.0
@@ -150,9 +151,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
         "data": {"dataset": "digits", "imbalance_ratio": 10.0, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
-        "train": {"epochs": 30, "batch_size": 64, "lr": 0.05},
-        "method_args": {"ce_epochs": 12},
-        "eval": {"attacks": ("clean", "fgsm", "pgd20", "cw_l2", "cw_linf")},
+        "train": {"epochs": 60, "batch_size": 64, "lr": 0.05},
+        "method_args": {"ce_epochs": 24},
+        "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
     },
     # A real long-tailed comparison on CPU.
     "fashion": {
