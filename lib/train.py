@@ -190,10 +190,9 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
 
     data = build_data(cfg.data, device=device, verbose=verbose)
     seed_everything(cfg.train.seed)
-    model = create_model(cfg.model.arch, data.num_classes, in_channels=data.channels, image_size=data.image_size,
-                         mean=data.mean, std=data.std, normalize=cfg.model.normalize).to(device)
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device)
     method = build_method(cfg.method, cfg.method_args, ctx)
+    model = _build_model(cfg, data, method, device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
                           weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=_milestones(cfg), gamma=cfg.train.lr_gamma)
@@ -207,6 +206,7 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
         return TrainResult(rd, cfg, model, data, method, existing["history"], reused=True)
     if existing is not None and resume in ("auto", True):
         model.load_state_dict(existing["model"])
+        method.load_state_dict(existing.get("method_state", {}))
         opt.load_state_dict(existing["optimizer"])
         sched.load_state_dict(existing["scheduler"])
         _set_rng_state(existing["rng"], gen)
@@ -266,7 +266,7 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
         runs.atomic_torch_save(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch + 1, "rng": _rng_state(gen), "history": history, "config_hash": h,
-            "method": cfg.method, "finished": finished,
+            "method": cfg.method, "finished": finished, "method_state": method.state_dict(),
         })
         runs.atomic_write_csv(rd / "history.csv", history)
         msg = f"epoch {epoch + 1}/{cfg.train.epochs} [{stage}] loss {row['loss']:.4f} acc {row['train_acc']:.3f}"
@@ -290,10 +290,17 @@ def load_run(run_dir, device: str = "auto", verbose: bool = False):
         raise ConfigError(f"{rd} has no checkpoint.pt; train it first (python -m lib train ...)")
     ckpt = runs.load_checkpoint(ckpt_path, expect_hash=runs.config_hash(cfg))
     data = build_data(cfg.data, device=dev, verbose=verbose)
-    model = create_model(cfg.model.arch, data.num_classes, in_channels=data.channels, image_size=data.image_size,
-                         mean=data.mean, std=data.std, normalize=cfg.model.normalize).to(dev)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, dev)
     method = build_method(cfg.method, cfg.method_args, ctx)
+    seed_everything(cfg.train.seed)
+    model = _build_model(cfg, data, method, dev)
+    model.load_state_dict(ckpt["model"])
+    method.load_state_dict(ckpt.get("method_state", {}))
+    model.eval()
     return cfg, model, data, method, ckpt
+
+
+def _build_model(cfg: RunConfig, data: DataBundle, method: Method, device: torch.device) -> torch.nn.Module:
+    model = create_model(cfg.model.arch, data.num_classes, in_channels=data.channels, image_size=data.image_size,
+                         mean=data.mean, std=data.std, normalize=cfg.model.normalize)
+    return method.prepare_model(model).to(device)

@@ -50,9 +50,21 @@ class Method:
     def check(self, epochs: int) -> None:
         """Raise ConfigError for hyperparameters that cannot work with this schedule."""
 
+    def prepare_model(self, model):
+        """Adapt a freshly built model before the optimizer sees it (e.g. swap in a cosine classifier head).
+        Called at training and at loading time, so a saved state dict fits the prepared model."""
+        return model
+
     def eval_model(self, model):
         """The model to evaluate (methods with an inference-time adjustment wrap it)."""
         return model
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the method keeps across steps (e.g. an auxiliary network), saved in every checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 METHODS: dict[str, type[Method]] = {}
