@@ -22,6 +22,8 @@ RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
     ("--max-test", "data", "max_test", int, "all", "stratified cap on the test set size"),
     ("--max-train", "data", "max_train", int, "all", "cap on the long-tailed train set (ratios kept)"),
     ("--arch", "model", "arch", str, "resnet18", "model architecture"),
+    ("--resize", "model", "resize", int, "- (official TAET notebook: 224 with resnet50_tv)",
+     "resize inputs inside the model to this size"),
     ("--epochs", "train", "epochs", int, "100", "training epochs"),
     ("--batch-size", "train", "batch_size", int, "128", "batch size"),
     ("--lr", "train", "lr", float, "0.1", "SGD learning rate"),
@@ -92,6 +94,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                        help=f"{text} (default: the method's official value; paper: {paper})")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="any other method hyperparameter, e.g. --method-arg absent=exclude (default: none)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from torchvision's ImageNet weights (resnet50_tv, vit_b16; default: off)")
     p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip (default: on; paper: on)")
     p.add_argument("--download", action="store_true",
                    help="let torchvision/medmnist download missing data (default: off)")
@@ -121,6 +125,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
             sections[section][field] = v
     if a.no_augment:
         sections["data"]["augment"] = False
+    if a.pretrained:
+        sections["model"]["pretrained"] = True
     if a.download:
         sections["data"]["download"] = True
     if a.no_progress:

@@ -38,6 +38,8 @@ class DataConfig:
 class ModelConfig:
     arch: str = "resnet18"  # paper: CIFAR ResNet-18 (3x3 stem)
     normalize: bool = True  # per-dataset mean/std inside the model; attacks work in [0, 1]
+    pretrained: bool = False  # torchvision weights for resnet50_tv / vit_b16 (needs a download)
+    resize: int | None = None  # resize inside the model, e.g. 224 for resnet50_tv as the official TAET notebook
 
 
 @dataclass

@@ -86,6 +86,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; valid: {sorted(DATASETS)}")
     if cfg.model.arch not in MODELS:
         raise ConfigError(f"unknown model {cfg.model.arch!r}; valid: {sorted(MODELS)}")
+    if cfg.model.pretrained and not MODELS[cfg.model.arch].model_info.has_pretrained:
+        raise ConfigError(f"--pretrained: {cfg.model.arch} has no pretrained weights; "
+                          f"use resnet50_tv or vit_b16, or drop --pretrained")
     if cfg.data.imbalance_ratio < 1:
         raise ConfigError(
             f"imbalance ratio {cfg.data.imbalance_ratio} < 1; it is n_max / n_min (paper: 10, 20, 50, 100)"
@@ -302,5 +305,6 @@ def load_run(run_dir, device: str = "auto", verbose: bool = False):
 
 def _build_model(cfg: RunConfig, data: DataBundle, method: Method, device: torch.device) -> torch.nn.Module:
     model = create_model(cfg.model.arch, data.num_classes, in_channels=data.channels, image_size=data.image_size,
-                         mean=data.mean, std=data.std, normalize=cfg.model.normalize)
+                         mean=data.mean, std=data.std, normalize=cfg.model.normalize,
+                         pretrained=cfg.model.pretrained, resize=cfg.model.resize)
     return method.prepare_model(model).to(device)
