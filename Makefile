@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,notebooks]"
 	# torchattacks is only a test oracle (PGD / CW agreement); its requests pin is irrelevant to it here.
 	$(PY) -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)

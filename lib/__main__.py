@@ -115,9 +115,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     from .methods import resolve_method_args
 
     cfg = _base(a.profile, a.method)
-    # Profile method_args fit any method: keep only those this method has.
-    profile_args = resolve_method_args(a.method, cfg.method_args, strict=False)
-    base_args = {k: v for k, v in profile_args.items() if k in cfg.method_args}
+    base_args = dict(cfg.method_args)
     sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}, "run": {}}
     for flag, section, field, _t, _p, _h in RUN_FLAGS:
         v = getattr(a, flag.lstrip("-").replace("-", "_"))
@@ -188,6 +186,18 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(a: argparse.Namespace) -> int:
+    from .pipeline import PipelineError, run_pipeline
+
+    try:
+        run_pipeline(a.profile, a.only, device=a.device, out_dir=a.out_dir, force=a.force,
+                     html_export=not a.no_html)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
@@ -221,6 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="recompute every attack")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("pipeline", help="run the notebooks with papermill into outputs/ (tables, figures, HTML)",
+                        formatter_class=fmt,
+                        description="Executes notebooks/NN_*.ipynb in order with the profile's parameters; "
+                                    "executed copies and HTML exports go to outputs/notebooks/, and "
+                                    "outputs/index.html links every table and figure. A notebook already "
+                                    "executed for the same profile is skipped (resume); --force reruns it.")
+    pl.add_argument("--profile", default="demo", choices=sorted(PROFILES),
+                    help="smoke (CI, minutes), demo (CPU), fashion (Fashion-MNIST-LT, CPU), paper (GPU) "
+                         "(default: demo; paper: paper)")
+    pl.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,05 (default: all)")
+    pl.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    pl.add_argument("--out-dir", default="outputs", help="output folder (default: outputs)")
+    pl.add_argument("--force", action="store_true", help="re-execute notebooks that finished earlier")
+    pl.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML export")
+    pl.set_defaults(func=cmd_pipeline)
 
     d = sub.add_parser("demo", help="train TAET, AT-BSL and AT on digits-LT and print one comparison table",
                        formatter_class=fmt)

@@ -145,47 +145,95 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"dataset": "digits", "imbalance_ratio": 10.0, "max_test": 200, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "track_size": 100},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "track_every": 1, "track_size": 100},
         "method_args": {"ce_epochs": 1},
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "cw_l2"), "cw_l2_steps": 20},
+        "notebooks": {
+            "irs": [10, 50],
+            "hel_grid": [[0.1, 0.1, 0.1], [0.2, 0.1, 0.1]],
+            "ce_epochs_grid": [0, 1],
+            "tsne_per_class": 20,
+            "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "digits", "epochs": 2, "ce_epochs": 1},
+            "efficiency": {"arch": "small_cnn", "batch_size": 64, "steps": 2, "dataset": "digits"},
+        },
     },
     # Minutes on 2 CPU cores: `make demo`.
     "demo": {
         "data": {"dataset": "digits", "imbalance_ratio": 10.0, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
-        "train": {"epochs": 60, "batch_size": 64, "lr": 0.05},
+        "train": {"epochs": 60, "batch_size": 64, "lr": 0.05, "track_every": 1, "track_size": 540},
         "method_args": {"ce_epochs": 24},
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
+        "notebooks": {
+            "irs": [10, 20, 50, 100],
+            "hel_grid": [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
+                         [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]],
+            "ce_epochs_grid": [0, 6, 12, 24, 36],
+            "tsne_per_class": 54,
+            "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "fashion_mnist", "epochs": 10,
+                      "ce_epochs": 4, "max_test": 1000},
+            "efficiency": {"arch": "small_cnn", "batch_size": 64, "steps": 5, "dataset": "digits"},
+        },
     },
     # A real long-tailed comparison on CPU.
     "fashion": {
         "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_test": 2000, "crop_padding": 2},
         "model": {"arch": "small_cnn"},
-        "train": {"epochs": 20, "batch_size": 128, "lr": 0.05},
+        "train": {"epochs": 20, "batch_size": 128, "lr": 0.05, "track_every": 1, "track_size": 500},
         "method_args": {"ce_epochs": 8},
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
+        "notebooks": {
+            "irs": [10, 20, 50, 100],
+            "hel_grid": [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
+                         [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]],
+            "ce_epochs_grid": [0, 4, 8, 12],
+            "tsne_per_class": 100,
+            "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "fashion_mnist", "epochs": 20,
+                      "ce_epochs": 8, "max_test": 2000},
+            "efficiency": {"arch": "small_cnn", "batch_size": 128, "steps": 5, "dataset": "fashion_mnist"},
+        },
     },
     # The paper: CIFAR-10-LT IR 10, ResNet-18, 100 epochs (40 clean), full test set, AutoAttack. GPU.
     "paper": {
         "data": {"dataset": "cifar10", "imbalance_ratio": 10.0},
         "model": {"arch": "resnet18"},
-        "train": {"epochs": 100, "batch_size": 128, "lr": 0.1},
+        "train": {"epochs": 100, "batch_size": 128, "lr": 0.1, "track_every": 1, "track_size": 1000},
         "method_args": {"ce_epochs": 40},
         "eval": {},
+        "notebooks": {
+            "irs": [10, 20, 50, 100],
+            "hel_grid": [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
+                         [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]],
+            "ce_epochs_grid": [0, 10, 20, 30, 40, 50],
+            "tsne_per_class": 200,
+            "derma": {"dataset": "dermamnist", "arch": "vit_b16", "pretrained": True, "standin": None,
+                      "epochs": 100, "ce_epochs": 40},
+            "efficiency": {"arch": "resnet18", "batch_size": 128, "steps": 20, "dataset": "cifar10"},
+        },
     },
 }
 
 
 def profile_config(profile: str, method: str = "taet") -> RunConfig:
-    """The RunConfig of a named profile for `method` (method_args are filtered by the method later)."""
+    """The RunConfig of a named profile for `method` (profile method_args the method lacks are dropped)."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
+    from .methods import method_arg_names
+
     p = PROFILES[profile]
+    accepted = set(method_arg_names(method))
     return RunConfig(
         method=method,
         data=_build(DataConfig, p.get("data", {})),
         model=_build(ModelConfig, p.get("model", {})),
         train=_build(TrainConfig, p.get("train", {})),
         eval=_build(EvalConfig, p.get("eval", {})),
-        method_args=dict(p.get("method_args", {})),
+        method_args={k: v for k, v in p.get("method_args", {}).items() if k in accepted},
     )
+
+
+def notebook_settings(profile: str) -> dict[str, Any]:
+    """The notebooks' own settings of a profile (IR list, ablation grids, sizes)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
+    return PROFILES[profile]["notebooks"]

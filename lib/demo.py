@@ -9,7 +9,6 @@ from pathlib import Path
 from . import runs
 from .config import profile_config
 from .evaluate import evaluate_run
-from .methods import resolve_method_args
 from .tables import comparison_rows, format_table
 from .train import train_run, validate
 
@@ -20,9 +19,7 @@ def run_demo(profile: str = "demo", methods=("taet", "atbsl", "at"), device: str
     cfgs = []
     for m in methods:  # validate every config before training any
         cfg = profile_config(profile, m)
-        cfg = replace(cfg, out_dir=str(Path(out_dir) / "runs"), train=replace(cfg.train, device=device),
-                      method_args={k: v for k, v in resolve_method_args(m, cfg.method_args, strict=False).items()
-                                   if k in cfg.method_args})
+        cfg = replace(cfg, out_dir=str(Path(out_dir) / "runs"), train=replace(cfg.train, device=device))
         cfgs.append(validate(cfg))
     docs, walls = {}, {}
     for cfg in cfgs:

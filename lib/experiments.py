@@ -1,0 +1,292 @@
+"""What the notebooks call: profile-based run configs, train-then-evaluate through the run cache, and tables.
+
+Notebooks hold no logic of their own; everything they compute goes through here, so tests reach it.
+Runs are shared through the run cache: the AT-BSL run notebook 01 trains is the one 02 and 03 evaluate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .config import ConfigError, RunConfig, notebook_settings, profile_config
+from .evaluate import evaluate_run
+from .methods import METHODS
+from .tables import COLUMN_NAMES, format_table, rarest_classes
+from .train import train_run, validate
+
+# Methods shown in the comparison tables: every registered one except plain standard training first.
+REFERENCE_METHODS = ("ce",)
+
+
+def table_methods(include_reference: bool = False) -> list[str]:
+    """Registered methods in a stable order: TAET last (the paper's layout), AT-BSL just before it."""
+    names = [m for m in sorted(METHODS) if include_reference or m not in REFERENCE_METHODS]
+    names = [m for m in names if not m.endswith("_test")]
+    tail = [m for m in ("atbsl", "taet") if m in names]
+    return [m for m in names if m not in tail] + tail
+
+
+def run_config(profile: str, method: str, *, device: str = "auto", out_dir: str = "outputs",
+               data: dict | None = None, model: dict | None = None, train: dict | None = None,
+               method_args: dict | None = None, eval: dict | None = None) -> RunConfig:
+    """The profile's config for `method`, with section overrides (dicts of field -> value)."""
+    cfg = profile_config(profile, method)
+    args = {**cfg.method_args, **(method_args or {})}
+    cfg = replace(
+        cfg,
+        out_dir=str(Path(out_dir) / "runs"),
+        data=replace(cfg.data, **(data or {})),
+        model=replace(cfg.model, **(model or {})),
+        train=replace(cfg.train, device=device, progress=False, **(train or {})),
+        eval=replace(cfg.eval, **{k: tuple(v) if isinstance(v, list) else v for k, v in (eval or {}).items()}),
+        method_args=args,
+    )
+    return validate(cfg)
+
+
+def train_eval(cfg: RunConfig, attacks=None, *, verbose: bool = False) -> dict[str, Any]:
+    """Train (or reuse) and evaluate (or reuse) one run; returns its eval document plus `run_dir` and
+    `history`."""
+    res = train_run(cfg, verbose=verbose)
+    doc = evaluate_run(res.run_dir, attacks, device=cfg.train.device, verbose=verbose)
+    return {**doc, "run_dir": str(res.run_dir), "history": res.history}
+
+
+def attack_columns(doc: dict[str, Any]) -> list[str]:
+    order = list(COLUMN_NAMES)
+    return sorted(doc["results"], key=lambda a: order.index(a) if a in order else len(order))
+
+
+def robustness_table(docs: dict[str, dict[str, Any]], attacks: list[str] | None = None, metric: str = "balanced"
+                     ) -> tuple[list[str], list[list[str]]]:
+    """Paper Table 1 shape: one row per label, balanced accuracy (Clean) / balanced robustness (attacks), %."""
+    if not docs:
+        raise ConfigError("no results to tabulate")
+    attacks = attacks or attack_columns(next(iter(docs.values())))
+    header = ["method"] + [COLUMN_NAMES.get(a, a) for a in attacks]
+    rows = []
+    for label, doc in docs.items():
+        row = [label]
+        for a in attacks:
+            r = doc["results"].get(a)
+            row.append("-" if r is None else f"{100 * r[metric]:.2f}")
+        rows.append(row)
+    return header, rows
+
+
+def tail_table(docs: dict[str, dict[str, Any]], k: int = 3, attacks=("clean", "pgd20")
+               ) -> tuple[list[str], list[list[str]]]:
+    """Paper Table 2 shape: per-class clean accuracy and PGD-20 robustness of the k rarest classes, %."""
+    first = next(iter(docs.values()))
+    counts = first["protocol"]["train_counts"]
+    tail = rarest_classes(counts, k)
+    header = ["method"]
+    for a in attacks:
+        header += [f"{COLUMN_NAMES.get(a, a)} c{c} (n={counts[c]})" for c in tail]
+    rows = []
+    for label, doc in docs.items():
+        row = [label]
+        for a in attacks:
+            r = doc["results"].get(a)
+            for c in tail:
+                v = None if r is None else r["per_class"][c]
+                row.append("-" if v is None else f"{100 * v:.1f}")
+        rows.append(row)
+    return header, rows
+
+
+def save_table(name: str, header: list[str], rows: list[list[str]], *, title: str, out_dir: str = "outputs"
+               ) -> str:
+    """Write outputs/tables/<name>.md and .csv; return the markdown (title + table)."""
+    tables = Path(out_dir) / "tables"
+    md = f"**{title}**\n\n" + format_table(header, rows) + "\n"
+    runs.atomic_write_text(tables / f"{name}.md", md)
+    runs.atomic_write_csv(tables / f"{name}.csv", [dict(zip(header, r)) for r in rows])
+    return md
+
+
+def protocol_line(doc: dict[str, Any]) -> str:
+    p = doc["protocol"]
+    return (f"{p['dataset']}-LT IR {p['imbalance_ratio']:g} ({p['lt_profile']}), train counts {p['train_counts']}; "
+            f"{p['test_protocol']} test set of {p['n_test']}")
+
+
+def tsne_points(run_dir, classes: list[int], per_class: int, *, device: str = "auto", seed: int = 0):
+    """2-D t-SNE (scikit-learn) of penultimate features of up to `per_class` test images of each class in
+    `classes`; returns (points (n, 2), labels (n,))."""
+    import numpy as np
+    import torch
+    from sklearn.manifold import TSNE
+
+    from .train import load_run
+
+    cfg, model, data, method, _ = load_run(run_dir, device=device)
+    y = data.test_y
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in classes:
+        idx = (y == c).nonzero().flatten().cpu()
+        picks.append(idx[torch.randperm(idx.numel(), generator=g)[:per_class]])
+    sel = torch.cat(picks).to(y.device)
+    with torch.no_grad():
+        feats = model.features(data.test_x[sel].float() / 255.0).flatten(1).cpu().numpy()
+    labels = y[sel].cpu().numpy()
+    perplexity = float(max(2, min(30, len(labels) // 4)))
+    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(
+        feats.astype(np.float64))
+    return xy, labels
+
+
+def series(docs: dict[str, dict[str, Any]], attacks=("clean", "pgd20"), metric: str = "balanced"
+           ) -> dict[str, list[float]]:
+    """{column name: [value in % for each doc]} for bar and line plots."""
+    return {COLUMN_NAMES.get(a, a): [100 * d["results"][a][metric] for d in docs.values()] for a in attacks}
+
+
+def per_class_series(docs: dict[str, dict[str, Any]], attack: str = "pgd20") -> tuple[list[str], dict[str, list]]:
+    """(class labels with train counts, {method: per-class value in %}) for per-class bar charts."""
+    first = next(iter(docs.values()))
+    counts = first["protocol"]["train_counts"]
+    tail = set(rarest_classes(counts, 3))
+    names = [f"c{c} (n={n})" + (" *" if c in tail else "") for c, n in enumerate(counts)]
+    return names, {m: [100 * (v or 0.0) for v in d["results"][attack]["per_class"]] for m, d in docs.items()}
+
+
+def per_class_dynamics(history: list[dict[str, Any]], train_counts: list[int]) -> tuple[list[str], list[list[str]]]:
+    """Per class: train count, final PGD robustness, and mean / std over the second half of training."""
+    import numpy as np
+
+    rows_h = [r for r in history if r.get("pgd_c0") not in (None, "")]
+    if not rows_h:
+        raise ConfigError("the history has no per-class tracking; train with --track-every 1")
+    half = rows_h[len(rows_h) // 2:]
+    tail = set(rarest_classes(train_counts, 3))
+    header = ["class", "train n", "final PGD", "mean (2nd half)", "std (2nd half)", "final clean"]
+    rows = []
+    for c, n in enumerate(train_counts):
+        v = np.array([100 * float(r[f"pgd_c{c}"]) for r in half])
+        rows.append([f"c{c}" + (" (tail)" if c in tail else ""), str(n), f"{100 * float(rows_h[-1][f'pgd_c{c}']):.1f}",
+                     f"{v.mean():.1f}", f"{v.std():.1f}", f"{100 * float(rows_h[-1][f'clean_c{c}']):.1f}"])
+    return header, rows
+
+
+def dynamics_reading(history: list[dict[str, Any]], train_counts: list[int]) -> str:
+    import numpy as np
+
+    rows_h = [r for r in history if r.get("pgd_c0") not in (None, "")]
+    half = rows_h[len(rows_h) // 2:]
+    tail = rarest_classes(train_counts, 3)
+    head = [c for c in range(len(train_counts)) if c not in tail]
+
+    def stat(cs):
+        v = np.array([[100 * float(r[f"pgd_c{c}"]) for r in half] for c in cs])
+        return v[:, -1].mean(), v.std(axis=1).mean()
+
+    (tf, ts), (hf, hs) = stat(tail), stat(head)
+    return (f"On this run the three rarest classes end at **{tf:.1f}%** mean PGD robustness against **{hf:.1f}%** "
+            f"for the others, and swing by **{ts:.1f}** points (std over the second half of training) against "
+            f"**{hs:.1f}** for the others.")
+
+
+def ranking_reading(docs: dict[str, dict[str, Any]], attack: str = "pgd20") -> str:
+    """One sentence: who leads balanced robustness under `attack`, and where TAET stands."""
+    scored = sorted(((d["results"][attack]["balanced"], m) for m, d in docs.items() if attack in d["results"]),
+                    reverse=True)
+    if not scored:
+        return f"No {attack} results to rank."
+    best_v, best = scored[0]
+    text = (f"Highest balanced robustness under {COLUMN_NAMES.get(attack, attack)}: **{best}** "
+            f"({100 * best_v:.1f}%).")
+    labels = [m for _, m in scored]
+    for key in ("taet", "HEL (all)"):
+        if key in labels and key != best:
+            v = next(v for v, m in scored if m == key)
+            text += f" {key} ranks {labels.index(key) + 1} of {len(labels)} ({100 * v:.1f}%)."
+    return text
+
+
+def sweep_table(sweep: dict[str, dict[Any, dict[str, Any]]], key: str = "IR") -> tuple[list[str], list[list[str]]]:
+    """Rows `method @ key=value`, columns the attacks, balanced (%)."""
+    docs = {f"{m} @ {key} {v:g}": d for m, by in sweep.items() for v, d in sorted(by.items())}
+    return robustness_table(docs)
+
+
+def sweep_reading(sweep: dict[str, dict[Any, dict[str, Any]]], attack: str = "pgd20") -> str:
+    if not {"taet", "atbsl"} <= set(sweep):
+        return ""
+    parts = []
+    for ir in sorted(sweep["taet"]):
+        t = sweep["taet"][ir]["results"][attack]["balanced"]
+        a = sweep["atbsl"][ir]["results"][attack]["balanced"]
+        parts.append(f"IR {ir:g}: TAET − AT-BSL = **{100 * (t - a):+.1f}** points")
+    return f"Balanced {COLUMN_NAMES.get(attack, attack)} robustness, " + "; ".join(parts) + "."
+
+
+def separation_table(points: dict[str, tuple[Any, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Silhouette score (scikit-learn) of the classes in each t-SNE embedding."""
+    from sklearn.metrics import silhouette_score
+
+    rows = []
+    for m, (xy, y) in points.items():
+        score = silhouette_score(xy, y) if len(set(y.tolist())) > 1 else float("nan")
+        rows.append([m, f"{score:.3f}"])
+    return ["method", "silhouette"], rows
+
+
+def dataset_or_standin(dataset: str, standin: str | None, data_dir: str = "data") -> tuple[str, str]:
+    """(dataset to use, a markdown note). Uses `standin` (with a note) when `dataset`'s files are missing."""
+    from .data import DATASETS, DataError
+
+    try:
+        DATASETS[dataset](data_dir, False)
+        return dataset, f"Data set: **{dataset}** from `{data_dir}/`."
+    except DataError as e:
+        if not standin:
+            raise
+        return standin, (f"**{dataset} is not available here** ({e}). This profile substitutes **{standin}** "
+                         f"so the notebook runs end to end; its numbers are *not* {dataset} results. "
+                         f"Put the files in `{data_dir}/` or run with `--download` online to use {dataset}.")
+
+
+def config_with_weights(profile: str, method: str, **kw) -> tuple[RunConfig, str]:
+    """run_config, falling back to random initialisation (with a note) when pretrained weights cannot be
+    fetched (offline)."""
+    model = dict(kw.pop("model", {}) or {})
+    if model.get("pretrained"):
+        from .models import create_model
+
+        try:
+            create_model(model["arch"], 2, pretrained=True)
+        except ConfigError as e:
+            model["pretrained"] = False
+            return (run_config(profile, method, model=model, **kw),
+                    f"**Pretrained weights unavailable** ({e}); training {model['arch']} from random initialisation.")
+    return run_config(profile, method, model=model, **kw), ""
+
+
+def cost_table(costs: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "s/step clean", "s/step adversarial", "s/epoch (schedule mean)", "peak memory (MiB)",
+              "memory measured as"]
+    rows = []
+    for m, c in costs.items():
+        st = c["seconds_per_step"]
+        rows.append([m, f"{st['clean']:.4f}" if "clean" in st else "-",
+                     f"{st['adversarial']:.4f}" if "adversarial" in st else "-",
+                     f"{c['seconds_per_epoch']:.3f}", f"{c['peak_memory_mb']:.0f}", c["memory_kind"]])
+    return header, rows
+
+
+def cost_reading(costs: dict[str, dict[str, Any]]) -> str:
+    if not {"taet", "atbsl"} <= set(costs):
+        return ""
+    t, a = costs["taet"]["seconds_per_epoch"], costs["atbsl"]["seconds_per_epoch"]
+    return (f"Averaged over the schedule, a TAET epoch takes **{t:.3f} s** against **{a:.3f} s** for AT-BSL "
+            f"(ratio {t / a:.2f}); peak memory {costs['taet']['peak_memory_mb']:.0f} vs "
+            f"{costs['atbsl']['peak_memory_mb']:.0f} MiB.")
+
+
+__all__ = ["tsne_points", "notebook_settings", "run_config", "train_eval", "robustness_table", "tail_table",
+           "save_table", "table_methods", "protocol_line", "attack_columns"]

@@ -1,0 +1,104 @@
+"""Notebooks: stored clean, parameterized, and executed end to end by the real pipeline (papermill + kernel)."""
+
+import csv
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lib.pipeline import NOTEBOOK_DIR, PipelineError, notebooks, run_pipeline
+
+EXPECTED = ["01_atbsl_analysis", "02_taet_training", "03_ir_sweep", "04_ablations", "05_tsne", "06_dermamnist",
+            "07_efficiency"]
+
+
+def test_seven_numbered_notebooks_exist():
+    assert [p.stem for p in notebooks()] == EXPECTED
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs_and_has_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} is stored with outputs: clear them before committing"
+            assert cell.execution_count is None, f"{path.name} is stored with execution counts"
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and "profile" in tagged[0].source
+
+
+def _make_nb(folder: Path, name: str, sources: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "cpu"\nout_dir = "outputs"')
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def test_failing_cell_stops_the_batch_naming_notebook_and_cell(tmp_path):
+    src = tmp_path / "nbs"
+    src.mkdir()
+    _make_nb(src, "01_fine", ["x = 1"])
+    _make_nb(src, "02_broken", ["y = 2", "raise ValueError('boom in the third cell')"])  # cells: parameters, y, raise
+    _make_nb(src, "03_never", ["z = 3"])
+    out = tmp_path / "out"
+    with pytest.raises(PipelineError) as err:
+        run_pipeline("smoke", folder=src, out_dir=str(out), html_export=False)
+    msg = str(err.value)
+    assert "02_broken.ipynb" in msg and "cell 3" in msg and "boom in the third cell" in msg
+    assert (out / "notebooks" / "01_fine.ipynb").exists()
+    assert not (out / "notebooks" / "02_broken.ipynb").exists()  # no finished copy of a failed notebook
+    assert not (out / "notebooks" / "03_never.ipynb").exists()
+    # a rerun resumes: the finished notebook is skipped, the broken one runs (and fails) again
+    with pytest.raises(PipelineError):
+        report = run_pipeline("smoke", folder=src, out_dir=str(out), html_export=False)
+    (src / "02_broken.ipynb").unlink()
+    report = run_pipeline("smoke", folder=src, out_dir=str(out), html_export=False)
+    assert [(r["notebook"], r["skipped"]) for r in report] == [("01_fine.ipynb", True), ("03_never.ipynb", False)]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
+    from lib.experiments import table_methods
+
+    out = tmp_path / "outputs"
+    report = run_pipeline("smoke", out_dir=str(out), device="cpu")
+    assert [r["notebook"] for r in report] == [f"{n}.ipynb" for n in EXPECTED]
+    for n in EXPECTED:
+        assert (out / "notebooks" / f"{n}.ipynb").stat().st_size > 0
+        assert (out / "notebooks" / f"{n}.html").stat().st_size > 0
+    figures = ["fig1_fig2_atbsl_per_class", "table5_ir_sweep", "fig6b_components", "fig7_ce_epochs", "fig3_tsne",
+               "fig5_dermamnist_per_class", "fig6a_efficiency"]
+    for f in figures:
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"{f}.{ext}").stat().st_size > 1000, f
+    methods = table_methods(include_reference=True)
+    t1 = _rows(out / "tables" / "table1_balanced.csv")
+    assert [r["method"] for r in t1] == methods
+    assert list(t1[0]) == ["method", "Clean", "FGSM", "PGD-20", "CW-L2"]
+    assert all(0 <= float(r["PGD-20"]) <= 100 for r in t1)
+    t2 = _rows(out / "tables" / "table2_tail_classes.csv")
+    assert len(t2) == len(methods) and len(t2[0]) == 1 + 2 * 3
+    t5 = _rows(out / "tables" / "table5_ir_sweep.csv")
+    assert [r["method"] for r in t5] == ["atbsl @ IR 10", "atbsl @ IR 50", "taet @ IR 10", "taet @ IR 50"]
+    assert len(_rows(out / "tables" / "table4_hel_weights.csv")) == 2
+    assert [r["method"] for r in _rows(out / "tables" / "fig6b_components.csv")] == [
+        "BCL", "BCL+HDL", "BCL+RCEL", "HEL (all)", "HEL, no stage 1"]
+    assert len(_rows(out / "tables" / "fig7_ce_epochs.csv")) == 2
+    assert len(_rows(out / "tables" / "table3_dermamnist.csv")) == 3
+    assert [r["method"] for r in _rows(out / "tables" / "fig6a_efficiency.csv")] == table_methods()
+    dyn = _rows(out / "tables" / "atbsl_per_class_dynamics.csv")
+    assert len(dyn) == 10
+    index = (out / "index.html").read_text()
+    assert all(f"{f}.png" in index for f in figures) and "table1_balanced" in index
+    # notebooks share runs: 02's AT-BSL run is the one 01 trained (one folder per config)
+    atbsl_runs = [p for p in (out / "runs").iterdir() if p.name.startswith("atbsl-digits-ir10-")]
+    assert len(atbsl_runs) == 1
+    meta = json.loads((out / "notebooks" / "02_taet_training.ipynb").read_text())["metadata"]["taet_kit"]
+    assert meta["parameters"]["profile"] == "smoke"
