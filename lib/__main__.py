@@ -42,10 +42,12 @@ RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
 METHOD_FLAGS: list[tuple[str, str, Any, str, str]] = [
     ("--ce-epochs", "ce_epochs", int, "40", "TAET: epochs of clean CE before the adversarial stage"),
     ("--alpha", "alpha", float, "0.1", "TAET: weight of BCL in HEL"),
-    ("--beta", "beta", float, "0.1", "TAET: weight of HDL in HEL"),
+    ("--beta", "beta", float, "TAET 0.1; TRADES, MART 6.0", "TAET: weight of HDL in HEL; TRADES, MART: KL weight"),
     ("--gamma", "gamma", float, "0.1", "TAET: weight of RCEL in HEL"),
-    ("--train-eps", "eps", float, "TAET 0.031; AT, AT-BSL 8/255", "training attack ε (pixel units in [0,1])"),
-    ("--train-step-size", "step_size", float, "TAET 0.003; AT, AT-BSL 2/255", "training attack step"),
+    ("--train-eps", "eps", float, "TAET, TRADES, MART, GAIRAT 0.031; AT, AT-BSL 8/255",
+     "training attack ε (pixel units in [0,1])"),
+    ("--train-step-size", "step_size", float, "TAET 0.003; TRADES, MART, GAIRAT 0.007; AT, AT-BSL 2/255",
+     "training attack step"),
     ("--train-steps", "steps", int, "10", "training attack steps"),
 ]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .tables import COLUMN_NAMES, rarest_classes
 
@@ -61,6 +62,7 @@ def per_class_curves(history: list[dict[str, Any]], train_counts: list[int], *, 
                     alpha=1.0 if is_tail else 0.75,
                     label=_class_label(c, train_counts, class_names) + (" [tail]" if is_tail else ""))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"per-class {label} (%)")
         ax.set_title(label)
         ax.set_ylim(-2, 102)
@@ -124,6 +126,7 @@ def lines(xs: list[float], series: dict[str, list[float]], *, xlabel: str, ylabe
     ax = fig.subplots()
     for name, ys in series.items():
         ax.plot(xs, ys, marker="o", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

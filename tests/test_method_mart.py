@@ -1,0 +1,93 @@
+"""MART: the loss by hand, agreement with the official formula (value and gradient), a training run, the CLI."""
+
+import math
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.__main__ import build_parser
+from lib.config import profile_config
+from lib.methods import METHODS, MethodContext, build_method
+from lib.methods.mart import mart_loss
+from lib.train import train_run
+
+
+def small_cfg(tmp_path, method, epochs=3, **method_args):
+    cfg = profile_config("smoke", method)
+    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
+                   data=replace(cfg.data, dataset="synthetic"),
+                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+
+
+def train_help() -> str:
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "train" in a.choices)
+    return sub.choices["train"].format_help()
+
+
+def test_loss_by_hand():
+    # sample 1, y = 0: p = (1/2, 1/4, 1/4), p' = (1/4, 1/2, 1/4)
+    #   CE(x') = ln 4; most probable wrong class k = 1, margin = -ln(1.0001 - 1/2); KL(p||p') = 1/4 ln 2,
+    #   weight 1.0000001 - 1/2
+    # sample 2, y = 2: p = p' = (1/3, 1/3, 1/3)
+    #   CE(x') = ln 3; margin = -ln(1.0001 - 1/3); KL = 0
+    nat = torch.log(torch.tensor([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]))
+    adv = torch.log(torch.tensor([[0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]]))
+    y = torch.tensor([0, 2])
+    bce = (math.log(4) + math.log(3)) / 2 + (-math.log(0.5001) - math.log(1.0001 - 1 / 3)) / 2
+    kl = (0.25 * math.log(2) * 0.5000001 + 0.0) / 2
+    assert abs(mart_loss(nat, adv, y, beta=6.0).item() - (bce + 6.0 * kl)) < 1e-5
+    assert abs(mart_loss(nat, adv, y, beta=0.0).item() - bce) < 1e-5
+    # bce = 1.2424533 (CE) + 0.5491312 (margin) = 1.7915845; β·KL = 6 × 0.0433217 = 0.2599302; loss 2.0515147
+    assert abs(mart_loss(nat, adv, y, beta=6.0).item() - 2.0515147) < 1e-5
+
+
+def _official_form(nat, adv, y, beta):
+    """The official formula spelled out: top-2 of an argsort, KLDivLoss on probabilities, undetached weight."""
+    adv_probs = F.softmax(adv, dim=1)
+    top2 = torch.argsort(adv_probs, dim=1)[:, -2:]
+    wrong = torch.where(top2[:, -1] == y, top2[:, -2], top2[:, -1])
+    loss_adv = F.cross_entropy(adv, y) + F.nll_loss(torch.log(1.0001 - adv_probs + 1e-12), wrong)
+    nat_probs = F.softmax(nat, dim=1)
+    true_probs = nat_probs.gather(1, y[:, None]).squeeze(1)
+    kl = nn.KLDivLoss(reduction="none")(torch.log(adv_probs + 1e-12), nat_probs).sum(1)
+    return loss_adv + beta * (kl * (1.0000001 - true_probs)).sum() / len(y)
+
+
+def test_matches_official_formula_value_and_gradient():
+    g = torch.Generator().manual_seed(0)
+    nat = (2 * torch.randn(6, 5, generator=g)).requires_grad_(True)
+    adv = (2 * torch.randn(6, 5, generator=g)).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    ours, ref = mart_loss(nat, adv, y, 6.0), _official_form(nat, adv, y, 6.0)
+    assert torch.allclose(ours, ref, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(ours, [nat, adv]), torch.autograd.grad(ref, [nat, adv])):
+        assert torch.allclose(a, b, atol=1e-6)  # the (1 - p_y) weight is not detached, as official
+
+
+def test_step_defaults_are_official_and_attack_leaves_no_grads():
+    m = build_method("mart", {}, MethodContext(10, [10] * 10, 2, torch.device("cpu")))
+    a = m.args
+    assert (a.beta, a.eps, a.step_size, a.steps, a.start, a.start_std) == (6.0, 0.031, 0.007, 10, "normal", 0.001)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 10)).train()
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
+    before = model[1].running_mean.clone()
+    out = m.step(model, x, y, 0, torch.Generator().manual_seed(0))
+    assert out.loss.ndim == 0 and out.logits.shape == (8, 10) and model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert not torch.equal(before, model[1].running_mean)  # the loss's forward passes ran in train mode
+
+
+def test_one_run_on_synthetic_lowers_the_loss(tmp_path):
+    res = train_run(small_cfg(tmp_path, "mart", epochs=2), verbose=False)
+    losses = [r["loss"] for r in res.history]
+    assert losses[-1] < losses[0], losses
+
+
+def test_listed_in_train_help():
+    assert "mart" in METHODS
+    text = train_help()
+    assert "mart" in text and "MART" in text

@@ -1,0 +1,108 @@
+"""TRADES: the loss by hand, the official KL scaling, the KL attack's contract, a training run, the CLI."""
+
+import math
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.__main__ import build_parser
+from lib.config import profile_config
+from lib.methods import METHODS, MethodContext, build_method
+from lib.methods.trades import kl_rows, trades_attack, trades_loss
+from lib.train import train_run
+
+LN2, LN3 = math.log(2.0), math.log(3.0)
+
+
+def tiny_net() -> nn.Module:
+    """A small conv net with BatchNorm on 1x8x8 inputs in [0, 1] (so train/eval mode matters)."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 8 * 8, 10))
+
+
+def small_cfg(tmp_path, method, epochs=3, **method_args):
+    cfg = profile_config("smoke", method)
+    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
+                   data=replace(cfg.data, dataset="synthetic"),
+                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+
+
+def train_help() -> str:
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "train" in a.choices)
+    return sub.choices["train"].format_help()
+
+
+def test_loss_by_hand():
+    # sample 1: p = (1/2, 1/4, 1/4), p' = (1/4, 1/2, 1/4), y = 0: CE = ln 2, KL = 1/2 ln 2 - 1/4 ln 2 = 1/4 ln 2
+    # sample 2: p = p' = (1/3, 1/3, 1/3), y = 2:                   CE = ln 3, KL = 0
+    nat = torch.log(torch.tensor([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]))
+    adv = torch.log(torch.tensor([[0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]]))
+    y = torch.tensor([0, 2])
+    assert torch.allclose(kl_rows(nat, adv), torch.tensor([0.25 * LN2, 0.0]), atol=1e-6)
+    # (ln 2 + ln 3)/2 + 6 · (1/4 ln 2 + 0)/2 = 1.25 ln 2 + 0.5 ln 3 = 1.41574
+    assert abs(trades_loss(nat, adv, y, beta=6.0).item() - 1.4157401) < 1e-5
+    assert abs(trades_loss(nat, adv, y, beta=0.0).item() - (LN2 + LN3) / 2) < 1e-6
+
+
+def test_kl_term_is_official_sum_over_batch_size_with_same_gradient():
+    g = torch.Generator().manual_seed(0)
+    nat = torch.randn(5, 4, generator=g).requires_grad_(True)
+    adv = torch.randn(5, 4, generator=g).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    ours = trades_loss(nat, adv, y, beta=6.0)
+    official = F.cross_entropy(nat, y) + 6.0 * (1.0 / 5) * nn.KLDivLoss(reduction="sum")(
+        F.log_softmax(adv, dim=1), F.softmax(nat, dim=1))
+    assert torch.allclose(ours, official, atol=1e-6)
+    g1 = torch.autograd.grad(ours, [nat, adv])
+    g2 = torch.autograd.grad(official, [nat, adv])
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_attack_raises_kl_stays_in_ball_leaves_no_grads_and_restores_train_mode():
+    torch.manual_seed(0)
+    model = tiny_net().train()
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    eps = 0.031
+    x_adv = trades_attack(model, x, eps=eps, step_size=0.007, steps=10, start_std=0.001,
+                          generator=torch.Generator().manual_seed(2))
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    again = trades_attack(model, x, eps=eps, step_size=0.007, steps=10, start_std=0.001,
+                          generator=torch.Generator().manual_seed(2))
+    assert torch.equal(x_adv, again)  # the generator drives all randomness
+    with torch.no_grad():
+        model.eval()
+        kl_adv = kl_rows(model(x), model(x_adv)).sum()
+        kl_start = kl_rows(model(x), model((x + 0.001 * torch.randn_like(x)).clamp(0, 1))).sum()
+    assert kl_adv > 10 * kl_start
+
+
+def test_step_in_train_mode_and_defaults_are_official():
+    m = build_method("trades", {}, MethodContext(10, [10] * 10, 2, torch.device("cpu")))
+    assert (m.args.beta, m.args.eps, m.args.step_size, m.args.steps, m.args.start_std) == (6.0, 0.031, 0.007, 10,
+                                                                                             0.001)
+    torch.manual_seed(0)
+    model = tiny_net().train()
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
+    out = m.step(model, x, y, 0, torch.Generator().manual_seed(0))
+    assert out.loss.ndim == 0 and out.logits.shape == (8, 10) and model.training
+    assert all(p.grad is None for p in model.parameters())
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_one_run_on_synthetic_lowers_the_loss(tmp_path):
+    res = train_run(small_cfg(tmp_path, "trades", epochs=2), verbose=False)
+    losses = [r["loss"] for r in res.history]
+    assert [r["stage"] for r in res.history] == ["adversarial"] * 2
+    assert losses[-1] < losses[0], losses
+
+
+def test_listed_in_train_help():
+    assert "trades" in METHODS
+    text = train_help()
+    assert "trades" in text and "beta=6.0" in text
