@@ -4,6 +4,8 @@ Schedule (TAET and AT-BSL official code): SGD lr 0.1, momentum 0.9, weight decay
 100 epochs, lr ×0.1 after epochs 75 and 90 (milestones are fractions of `epochs`, so they scale with it).
 Every epoch ends with an atomic checkpoint holding model, optimizer, scheduler, epoch, history and all
 RNG states (Python, NumPy, torch CPU/CUDA, the data/attack generator): `resume` continues bit-exactly on CPU.
+A run folder has one writer at a time (`lib.runs.run_lock`, held for the whole call). Under torchrun the
+same loop trains with DistributedDataParallel (see `lib.distributed`); without it nothing changes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import runs
+from . import distributed, runs
 from .config import ConfigError, RunConfig
 from .data import DATASETS, DataBundle, build_data, iterate_batches
 from .methods import Method, MethodContext, build_method, resolve_method_args
@@ -162,19 +164,35 @@ def track_per_class(model, x_u8, y, num_classes, *, eps, step_size, steps, batch
 
 
 def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = False, verbose: bool = True,
-              stop_after_epoch: int | None = None) -> TrainResult:
+              stop_after_epoch: int | None = None, sync_bn: bool = False) -> TrainResult:
     """Train (or reuse) the run `cfg` describes.
 
     resume: "auto" continues a compatible unfinished checkpoint, True requires one, False starts over.
     force: retrain from scratch even if a finished run with the same config exists.
     stop_after_epoch: stop cleanly after this many epochs (tests use it to simulate an interruption).
+    sync_bn: under torchrun, SyncBatchNorm across the processes (CUDA only).
+    The run folder's lock is held throughout: a second process on the same folder gets a RunLockedError.
     """
     cfg = validate(cfg)
+    rd = runs.run_dir(cfg)
+    if resume is True and not (rd / "checkpoint.pt").exists():
+        raise ConfigError(f"--resume: no checkpoint at {rd / 'checkpoint.pt'}; train without --resume first")
+    with distributed.on_rank_zero(lambda: runs.run_lock(rd, "train")):
+        return _train_locked(cfg, resume=resume, force=force, verbose=verbose, stop_after_epoch=stop_after_epoch,
+                             sync_bn=sync_bn)
+
+
+def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: bool, stop_after_epoch: int | None,
+                  sync_bn: bool) -> TrainResult:
     device = resolve_device(cfg.train.device)
+    dist_on = distributed.is_distributed()  # under torchrun; every `if dist_on` below is the DDP path only
+    main = distributed.is_main()
+    if dist_on:
+        device = distributed.local_device(device)
     h = runs.config_hash(cfg)
     rd = runs.run_dir(cfg)
     ckpt_path = rd / "checkpoint.pt"
-    log = print if verbose else (lambda *a, **k: None)
+    log = print if verbose and main else (lambda *a, **k: None)
 
     existing = None
     if (rd / "config.json").exists() and not force:
@@ -185,17 +203,21 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
                 "choose another --name or pass --force to overwrite it"
             )
         if ckpt_path.exists():
-            existing = runs.load_checkpoint(ckpt_path, expect_hash=h)
+            existing = runs.load_checkpoint(ckpt_path, expect_hash=h, expect_method=cfg.method)
     elif resume is True and not ckpt_path.exists():
         raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
     if resume is True and existing is None and not force:
         raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
 
-    data = build_data(cfg.data, device=device, verbose=verbose)
+    data = build_data(cfg.data, device=device, verbose=verbose and main)
     seed_everything(cfg.train.seed)
-    ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device)
+    ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device, distributed=dist_on)
     method = build_method(cfg.method, cfg.method_args, ctx)
     model = _build_model(cfg, data, method, device)
+    net = model  # what `method.step` calls: the model itself, or its DDP wrapper under torchrun
+    if dist_on:
+        _check_distributed(cfg, data, method)
+        model, net = distributed.wrap_model(model, device, sync_bn)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
                           weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=_milestones(cfg), gamma=cfg.train.lr_gamma)
@@ -205,6 +227,8 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
 
     if existing is not None and existing.get("finished") and not force:
         model.load_state_dict(existing["model"])
+        if main and _csv_rows(rd / "history.csv") != len(existing["history"]):  # killed before its last write
+            runs.atomic_write_csv(rd / "history.csv", existing["history"])
         log(f"reusing finished run {rd} (config {h}); pass --force to retrain")
         return TrainResult(rd, cfg, model, data, method, existing["history"], reused=True)
     if existing is not None and resume in ("auto", True):
@@ -217,8 +241,9 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
         start_epoch = existing["epoch"]
         log(f"resuming {rd} after epoch {start_epoch}/{cfg.train.epochs}")
 
-    rd.mkdir(parents=True, exist_ok=True)
-    runs.write_config(rd, cfg)
+    if main:
+        rd.mkdir(parents=True, exist_ok=True)
+        runs.write_config(rd, cfg)
     track = None
     if cfg.train.track_every > 0:
         track = _tracking_subset(data, cfg.train.track_size, cfg.data.seed)
@@ -231,6 +256,12 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
         t0 = time.perf_counter()
         model.train()
         stage = method.stage(epoch)
+        method.current_lr = opt.param_groups[0]["lr"]
+        step_gen = gen  # one process: one generator for batches and the method's draws
+        if dist_on:  # the batch generator stays shared; the method's draws get a per-rank, per-epoch stream
+            seed_everything(distributed.stream_seed(cfg.train.seed, epoch, distributed.rank()))
+            step_gen = torch.Generator(device=gen.device).manual_seed(
+                distributed.stream_seed(cfg.train.seed, epoch, distributed.rank()))
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
@@ -241,15 +272,25 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
         bar = tqdm(batches, total=n_batches, disable=not show, leave=False,
                    desc=f"{cfg.method} epoch {epoch + 1}/{cfg.train.epochs} [{stage}]")
         for i, (xb, yb) in enumerate(bar):
-            out = method.step(model, xb, yb, epoch, gen)
+            n_global = yb.numel()
+            if dist_on:
+                xb, yb = distributed.shard(xb, yb)
+            out = method.step(net, xb, yb, epoch, step_gen)
             finite = torch.isfinite(out.loss.detach())
             bad_batch = torch.where((bad_batch < 0) & ~finite, torch.full_like(bad_batch, i), bad_batch)
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            if dist_on:  # DDP averages over ranks: weight shard means so the update is the global batch's
+                (out.loss * distributed.shard_weight(yb.numel(), n_global)).backward()
+            else:
+                out.loss.backward()
             opt.step()
             loss_sum += out.loss.detach() * yb.numel()
             correct += (out.logits.detach().argmax(1) == yb).sum()
             seen += yb.numel()
+        if dist_on:  # epoch statistics of the global batches
+            loss_sum, correct = distributed.all_reduce_sum(loss_sum), distributed.all_reduce_sum(correct)
+            seen = int(distributed.all_reduce_sum(torch.tensor(seen, device=device)))
+            bad_batch = distributed.all_reduce_max(bad_batch)
         if int(bad_batch) >= 0:
             raise TrainingDiverged(
                 f"loss became NaN/inf at epoch {epoch + 1}, batch {int(bad_batch) + 1}; the last good checkpoint "
@@ -261,17 +302,23 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
             "epoch": epoch + 1, "stage": stage, "loss": float(loss_sum) / seen, "train_acc": int(correct) / seen,
             "lr": lr, "seconds": round(time.perf_counter() - t0, 4),
         }
-        if track is not None and ((epoch + 1) % cfg.train.track_every == 0 or epoch + 1 == cfg.train.epochs):
-            row.update(track_per_class(model, track[0], track[1], data.num_classes, eps=8 / 255, step_size=2 / 255,
-                                       steps=cfg.train.track_pgd_steps))
+        if track is not None and main and ((epoch + 1) % cfg.train.track_every == 0
+                                           or epoch + 1 == cfg.train.epochs):
+            row.update(track_per_class(method.eval_model(model), track[0], track[1], data.num_classes, eps=8 / 255,
+                                       step_size=2 / 255, steps=cfg.train.track_pgd_steps))
         history.append(row)
         finished = epoch + 1 == cfg.train.epochs
-        runs.atomic_torch_save(ckpt_path, {
+        ckpt = {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch + 1, "rng": _rng_state(gen), "history": history, "config_hash": h,
             "method": cfg.method, "finished": finished, "method_state": method.state_dict(),
-        })
-        runs.atomic_write_csv(rd / "history.csv", history)
+        }
+        if dist_on:
+            ckpt["distributed"] = {"world_size": distributed.world_size(), "sync_bn": sync_bn}
+        if main:
+            runs.atomic_torch_save(ckpt_path, ckpt)
+            runs.atomic_write_csv(rd / "history.csv", history)
+        distributed.barrier()
         msg = f"epoch {epoch + 1}/{cfg.train.epochs} [{stage}] loss {row['loss']:.4f} acc {row['train_acc']:.3f}"
         if "track_pgd_bal" in row:
             msg += f" | tracked clean {row['track_clean_bal']:.3f} pgd {row['track_pgd_bal']:.3f}"
@@ -280,6 +327,24 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
             log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             break
     return TrainResult(rd, cfg, model, data, method, history, reused=False)
+
+
+def _csv_rows(path: Path) -> int:
+    try:
+        return len(runs.read_csv(path))
+    except (OSError, ValueError):
+        return -1
+
+
+def _check_distributed(cfg: RunConfig, data: DataBundle, method: Method) -> None:
+    """What DDP training cannot do, said before the first step."""
+    if type(method).state_dict is not Method.state_dict:
+        raise ConfigError(f"method {cfg.method!r} keeps state across steps (saved in its checkpoints) that would "
+                          "differ between processes; train it with one process (python -m lib train, no torchrun)")
+    last = data.train_y.numel() % cfg.train.batch_size
+    if 0 < last < distributed.world_size():
+        raise ConfigError(f"the last batch of each epoch has {last} sample(s), fewer than the "
+                          f"{distributed.world_size()} processes; change --batch-size or --nproc_per_node")
 
 
 def load_run(run_dir, device: str = "auto", verbose: bool = False):
@@ -291,7 +356,7 @@ def load_run(run_dir, device: str = "auto", verbose: bool = False):
     ckpt_path = rd / "checkpoint.pt"
     if not ckpt_path.exists():
         raise ConfigError(f"{rd} has no checkpoint.pt; train it first (python -m lib train ...)")
-    ckpt = runs.load_checkpoint(ckpt_path, expect_hash=runs.config_hash(cfg))
+    ckpt = runs.load_checkpoint(ckpt_path, expect_hash=runs.config_hash(cfg), expect_method=cfg.method)
     data = build_data(cfg.data, device=dev, verbose=verbose)
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, dev)
     method = build_method(cfg.method, cfg.method_args, ctx)

@@ -22,6 +22,7 @@ class MethodContext:
     class_counts: list[int]
     epochs: int
     device: torch.device
+    distributed: bool = False  # one of several DDP processes: `step` sees this rank's shard of the global batch
 
 
 class Method:
@@ -31,6 +32,9 @@ class Method:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    # Bump when a change to the method's code changes what a given config trains: it enters the run hash
+    # (lib.runs.config_hash), so cached runs of the old code are not reused.
+    version: ClassVar[int] = 1
 
     @dataclass
     class Args:
@@ -39,6 +43,7 @@ class Method:
     def __init__(self, args: Any, ctx: MethodContext):
         self.args = args
         self.ctx = ctx
+        self.current_lr: float | None = None  # the trainer sets it at the start of every epoch
 
     # The stage an epoch belongs to; two-stage methods override it.
     def stage(self, epoch: int) -> str:

@@ -38,8 +38,8 @@ Official code (jiaxiaojunQAQ/LAS-AT, `LAS_PGD_AT/LAS_AT_train_cifar10.py`, `Stra
 Departures: the kit's schedule, model and data (official: WRN-34-10, 110 epochs, lr 0.1 ×0.1 at 99/110 and
 104/110 of the steps); the official policy scheduler's milestones are counted in batches but stepped once
 per policy update, so its lr never drops: the kit keeps it constant. The look-ahead step uses
-`lookahead_lr` (default 0.1, the official target lr for all but the last 11 of 110 epochs) because a method
-does not see the trainer's current lr. All sampling (strategies, attack starts) uses the run's generator;
+the trainer's current lr, as the official code (`lookahead_lr` overrides it with a fixed value). All
+sampling (strategies, attack starts) uses the run's generator;
 the strategy network is initialised from a seed drawn from it, and is saved with its optimizer and batch
 counter in every checkpoint.
 """
@@ -204,7 +204,7 @@ class LASAT(Method):
         reward_step_size: float = 2.0 / 255.0  # official Get_reward: step 2/255
         reward_steps: int = 10  # official Get_reward: 10 iterations
         reward_restarts: int = 2  # official Get_reward: 2 restarts
-        lookahead_lr: float = 0.1  # official: the target's current lr (0.1 before epoch 99 of 110)
+        lookahead_lr: float | None = None  # official: the target's current lr (None = the trainer's)
         lookahead_momentum: float = 0.9  # official train_target_model (a fresh optimizer: no effect on one step)
         lookahead_weight_decay: float = 5e-4  # official train_target_model
 
@@ -240,7 +240,7 @@ class LASAT(Method):
         if a.interval < 1 or a.reward_steps < 0 or a.reward_restarts < 1:
             raise ConfigError(f"interval={a.interval} and reward_restarts={a.reward_restarts} must be >= 1, "
                               f"reward_steps={a.reward_steps} >= 0 (official: 20, 2, 10)")
-        if not (a.policy_lr > 0 and a.lookahead_lr >= 0 and a.clip_grad_norm > 0):
+        if not (a.policy_lr > 0 and (a.lookahead_lr is None or a.lookahead_lr >= 0) and a.clip_grad_norm > 0):
             raise ConfigError("policy_lr and clip_grad_norm must be > 0 and lookahead_lr >= 0 "
                               "(official: 1e-4, 1.0, 0.1)")
         from ..models import MODELS
@@ -302,7 +302,8 @@ class LASAT(Method):
         for p in twin.parameters():
             p.grad = None
         twin.train()
-        opt = torch.optim.SGD(twin.parameters(), lr=a.lookahead_lr, momentum=a.lookahead_momentum,
+        lr = a.lookahead_lr if a.lookahead_lr is not None else (self.current_lr or 0.1)
+        opt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=a.lookahead_momentum,
                               weight_decay=a.lookahead_weight_decay)
         loss = label_smoothed_ce(twin(x_adv), y, a.factor)
         opt.zero_grad(set_to_none=True)
