@@ -268,14 +268,18 @@ def config_with_weights(profile: str, method: str, **kw) -> tuple[RunConfig, str
 
 
 def cost_table(costs: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "s/step clean", "s/step adversarial", "s/epoch (schedule mean)", "peak memory (MiB)",
-              "memory measured as"]
+    """One row per method: seconds per step in each stage it has (e.g. TAET: clean, adversarial; GAIRAT:
+    adversarial, reweighted), the schedule-mean seconds per epoch and the peak memory."""
+    stages: list[str] = []
+    for c in costs.values():
+        stages += [s for s in c["seconds_per_step"] if s not in stages]
+    header = (["method"] + [f"s/step {s}" for s in stages]
+              + ["s/epoch (schedule mean)", "peak memory (MiB)", "memory measured as"])
     rows = []
     for m, c in costs.items():
         st = c["seconds_per_step"]
-        rows.append([m, f"{st['clean']:.4f}" if "clean" in st else "-",
-                     f"{st['adversarial']:.4f}" if "adversarial" in st else "-",
-                     f"{c['seconds_per_epoch']:.3f}", f"{c['peak_memory_mb']:.0f}", c["memory_kind"]])
+        rows.append([m] + [f"{st[s]:.4f}" if s in st else "-" for s in stages]
+                    + [f"{c['seconds_per_epoch']:.3f}", f"{c['peak_memory_mb']:.0f}", c["memory_kind"]])
     return header, rows
 
 

@@ -101,7 +101,8 @@ def metric_vs_ir(results: dict[str, dict[float, dict[str, Any]]], attacks=("clea
     return fig
 
 
-def grouped_bars(labels: list[str], series: dict[str, list[float]], *, ylabel: str, title: str) -> Figure:
+def grouped_bars(labels: list[str], series: dict[str, list[float]], *, ylabel: str, title: str,
+                 xlabel: str | None = None) -> Figure:
     """Bars per label, one colour per series (Fig. 6b components; Fig. 5 per-class results)."""
     fig = Figure(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.4))
     ax = fig.subplots()
@@ -114,6 +115,8 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], *, ylabel: s
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 8 else 0, ha="right")
     ax.set_ylabel(ylabel)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
