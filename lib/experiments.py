@@ -140,6 +140,19 @@ def tsne_points(run_dir, classes: list[int], per_class: int, *, device: str = "a
     return xy, labels
 
 
+def wall_table(docs: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Wall time of each run as recorded in its files: training (sum of history's per-epoch seconds) and
+    evaluation (sum of the attacks' seconds in eval.json)."""
+    header = ["method", "epochs", "train s", "eval s", "total s"]
+    rows = []
+    for label, doc in docs.items():
+        hist = doc.get("history") or []
+        train_s = sum(float(r["seconds"]) for r in hist)
+        eval_s = sum(float(r.get("seconds", 0.0)) for r in doc["results"].values())
+        rows.append([label, str(len(hist)), f"{train_s:.1f}", f"{eval_s:.1f}", f"{train_s + eval_s:.1f}"])
+    return header, rows
+
+
 def series(docs: dict[str, dict[str, Any]], attacks=("clean", "pgd20"), metric: str = "balanced"
            ) -> dict[str, list[float]]:
     """{column name: [value in % for each doc]} for bar and line plots."""

@@ -85,6 +85,8 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     assert all(0 <= float(r["PGD-20"]) <= 100 for r in t1)
     t2 = _rows(out / "tables" / "table2_tail_classes.csv")
     assert len(t2) == len(methods) and len(t2[0]) == 1 + 2 * 3
+    wall = _rows(out / "tables" / "table1_wall_time.csv")
+    assert [r["method"] for r in wall] == methods and all(float(r["train s"]) > 0 for r in wall)
     t5 = _rows(out / "tables" / "table5_ir_sweep.csv")
     assert [r["method"] for r in t5] == ["atbsl @ IR 10", "atbsl @ IR 50", "taet @ IR 10", "taet @ IR 50"]
     assert len(_rows(out / "tables" / "table4_hel_weights.csv")) == 2
