@@ -1,4 +1,7 @@
-"""Command line: python -m lib {train, evaluate, demo} [--help]."""
+"""Command line: python -m lib {train, evaluate, pipeline, sweep, demo} [--help].
+
+`torchrun --nproc_per_node N -m lib train ...` trains one run on N processes (DDP, see lib/distributed.py).
+"""
 
 from __future__ import annotations
 
@@ -154,12 +157,22 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from . import distributed
     from .evaluate import check_attacks, evaluate_run
     from .train import train_run, validate
 
     cfg = validate(config_from_args(a))
     attacks = check_attacks(a.attacks.split(",")) if a.attacks else None
-    res = train_run(cfg, resume=True if a.resume else "auto", force=a.force)
+    dist_on = distributed.init_from_env(cfg.train.device)  # under torchrun: join the process group
+    ok = False
+    try:
+        res = train_run(cfg, resume=True if a.resume else "auto", force=a.force, sync_bn=a.sync_bn)
+        ok = True
+    finally:
+        if dist_on:
+            distributed.shutdown(ok)
+    if distributed.env_rank() != 0:  # rank 0 reports and evaluates, alone
+        return 0
     print(f"run folder: {res.run_dir}")
     if a.evaluate:
         evaluate_run(res.run_dir, attacks, device=cfg.train.device, progress=cfg.train.progress)
@@ -186,6 +199,49 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     run_demo(profile=a.profile, methods=a.methods.split(","), device=a.device, force=a.force)
     return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweep import load_spec, run_sweep, summary_table
+
+    spec = load_spec(a.spec)
+    if a.dry_run:
+        from .runs import run_dir
+        from .sweep import cached_result, expand_points
+
+        for point, cfg in expand_points(spec):
+            done = cached_result(cfg, spec.get("attacks") or cfg.eval.attacks) is not None
+            print(f"{'finished' if done else 'to run  '}  {point}  {run_dir(cfg)}")
+        return 0
+    results = run_sweep(spec, executor=a.executor, workers=a.workers, force=a.force)
+    print(summary_table(results))
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import BenchSettings, bf16_check, default_models, parse_model_spec, run_bench
+
+    if a.bf16_check:
+        res = bf16_check(profile=a.bf16_check_profile, device=a.device, epochs=a.bf16_check_epochs, seed=a.seed)
+        return 0 if res["passed"] else 1
+    models = ([parse_model_spec(m.strip(), a.quick, a.steps) for m in a.models.split(",") if m.strip()]
+              if a.models else default_models(a.quick, a.steps))
+    workloads = tuple(w.strip() for w in a.workloads.split(",")) if a.workloads else None
+    st = BenchSettings(device=a.device, quick=a.quick, models=models, rounds=a.rounds or (3 if a.quick else 5),
+                       steps=a.steps, warmup=a.warmup, seed=a.seed, ref_workers=a.ref_workers, amp=a.amp,
+                       channels_last=a.channels_last, compile=a.compile, threads=a.threads,
+                       variants=not a.no_variants, check=not a.no_check, costs=not a.no_costs,
+                       cost_methods=tuple(a.cost_methods.split(",")) if a.cost_methods else None,
+                       cost_profile=a.cost_profile or ("smoke" if a.quick else "demo"), out_dir=a.out_dir)
+    if workloads:
+        from .bench import WORKLOADS
+
+        bad = [w for w in workloads if w not in WORKLOADS]
+        if bad:
+            raise ConfigError(f"unknown workload(s) {bad}; valid: {list(WORKLOADS)}")
+        st.workloads = workloads
+    doc = run_bench(st)
+    return 0 if doc["numerical_check_passed"] else 1
 
 
 def cmd_pipeline(a: argparse.Namespace) -> int:
@@ -219,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="retrain from scratch even if a finished run exists")
     t.add_argument("--evaluate", action="store_true", help="evaluate after training (default: off)")
     t.add_argument("--attacks", default=None, help=f"{ATTACK_HELP} (default: the profile's suite)")
+    t.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: SyncBatchNorm across the processes, CUDA only (default: off = per-process "
+                        "BatchNorm statistics)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="run the attack suite on a trained run folder", formatter_class=fmt,
@@ -250,6 +309,72 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML export")
     pl.set_defaults(func=cmd_pipeline)
 
+    sw = sub.add_parser("sweep", help="train and evaluate a grid of runs (methods x IR x HEL weights x seeds)",
+                        formatter_class=fmt,
+                        description="Expands SPEC (JSON, or TOML on Python >= 3.11; see lib/sweep.py and README) into "
+                                    "runs, skips those already finished and evaluated (run cache), dispatches the "
+                                    "rest, and prints one line per run. Re-running a sweep only does what is "
+                                    "missing.")
+    sw.add_argument("spec", metavar="SPEC", help="sweep file: profile, base overrides, grid axes")
+    sw.add_argument("--executor", default=None,
+                    help="local (process pool, the default), inline (this process), slurm (submitit; pip install "
+                         "submitit), submitit-local, submitit-debug (default: the spec's, else local)")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="runs at once: processes for local, array parallelism for slurm (default: the spec's, "
+                         "else 1)")
+    sw.add_argument("--force", action="store_true", help="retrain and re-evaluate every run of the grid")
+    sw.add_argument("--dry-run", action="store_true", help="print the expanded runs and stop")
+    sw.set_defaults(func=cmd_sweep)
+
+    b = sub.add_parser("bench", help="speed: the kit's loop against the reference-style loop, per-method costs",
+                       formatter_class=fmt,
+                       description="In one process, on the same model, batch, seed and attack steps, times the "
+                                   "reference-style loop (benchmarks/reference.py: DataLoader + PIL transforms, fp32, "
+                                   "HEL class loop, official-style PGD) and the kit's loop for the TAET stage-1 and "
+                                   "stage-2 steps, the AT-BSL step and PGD-20 evaluation; checks both compute the "
+                                   "same losses (fp32, 1e-4); measures each speed feature; writes "
+                                   "OUT_DIR/<host>-<device>.json. Exit status 1 if the numerical check fails.")
+    b.add_argument("--quick", action="store_true",
+                   help="small batches and few rounds: minutes on a 2-core CPU (default: off)")
+    b.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    b.add_argument("--models", default=None,
+                   help="comma-separated ARCH:CxS[:bBATCH], e.g. small_cnn:1x8,resnet18:3x32:b128 (default: "
+                        "small_cnn:1x8, small_cnn:1x28, resnet18:3x32; batch 128, ResNet-18 16 with --quick; "
+                        "paper: resnet18:3x32:b128)")
+    b.add_argument("--workloads", default=None,
+                   help="comma-separated subset of taet_stage1, taet_stage2, atbsl, pgd20 (default: all)")
+    b.add_argument("--rounds", type=int, default=None, help="timed segments per loop (default: 5; 3 with --quick)")
+    b.add_argument("--steps", type=int, default=None,
+                   help="steps (eval: batches) per segment (default: 1 for ResNet-18, 4 for the small CNN, 2 quick)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed segments first (default: 1)")
+    b.add_argument("--seed", type=int, default=0, help="seed of weights, data and attacks (default: 0)")
+    b.add_argument("--ref-workers", type=int, default=0,
+                   help="DataLoader workers of the reference loop (default: 0, its fastest on a 2-core CPU)")
+    b.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"],
+                   help="the kit's precision: auto (fp32 until bf16 passes --bf16-check on a GPU), off, bf16 "
+                        "(default: auto)")
+    b.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
+                   help="the kit's memory layout (default: auto = on)")
+    b.add_argument("--compile", action="store_true", help="torch.compile the kit's model (default: off)")
+    b.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: one per core)")
+    b.add_argument("--no-variants", action="store_true", help="skip the per-feature measurements")
+    b.add_argument("--no-check", action="store_true", help="skip the numerical check")
+    b.add_argument("--no-costs", action="store_true", help="skip the per-method cost table (notebook 07)")
+    b.add_argument("--cost-methods", default=None,
+                   help="methods for the cost table (default: taet,atbsl with --quick, else every table method)")
+    b.add_argument("--cost-profile", default=None, choices=sorted(PROFILES),
+                   help="profile whose notebook-07 settings the cost table uses (default: smoke with --quick, "
+                        "else demo; paper: paper)")
+    b.add_argument("--out-dir", default="outputs/bench", help="where the JSON goes (default: outputs/bench)")
+    b.add_argument("--bf16-check", action="store_true",
+                   help="instead: train TAET in fp32 and bf16 (same seed) and compare balanced PGD-20 robustness "
+                        "(pass: within 1 point)")
+    b.add_argument("--bf16-check-profile", default="demo", choices=sorted(PROFILES),
+                   help="profile of that run (default: demo; on a GPU with CIFAR-10: paper)")
+    b.add_argument("--bf16-check-epochs", type=int, default=None,
+                   help="epochs of that run, 40%% of them clean (default: the profile's)")
+    b.set_defaults(func=cmd_bench)
+
     d = sub.add_parser("demo", help="train TAET, AT-BSL and AT on digits-LT and print one comparison table",
                        formatter_class=fmt)
     d.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="settings profile (default: demo)")
@@ -263,11 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
+    from .runs import DiskFullError
+
     try:
         return a.func(a)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DiskFullError as err:
+        print(f"error: {err.strerror}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

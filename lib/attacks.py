@@ -3,7 +3,8 @@
 Inputs live in [0, 1] (normalisation belongs inside the model); ``eps`` and step sizes are in the same
 pixel units (8/255 = 0.0314). Every attack
 
-- checks its arguments before touching the model (bad values raise :class:`lib.config.ConfigError`),
+- checks its arguments before touching the model (bad values raise :class:`lib.config.ConfigError`; inside
+  :func:`trusted_inputs`, the trainer's and evaluator's hot loops, the x ∈ [0, 1] value check is skipped),
 - runs the model in eval mode and gives back the train/eval flag of every submodule it found,
 - differentiates with respect to the input only (``torch.autograd.grad``), so parameters never gain ``.grad``,
 - works on the whole batch at once, on ``x``'s device, and returns a detached tensor in [0, 1]
@@ -16,6 +17,7 @@ settings that produced a number.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import math
 import sys
@@ -42,6 +44,7 @@ __all__ = [
     "get_attack",
     "pgd",
     "register_attack",
+    "trusted_inputs",
 ]
 
 _EPS_HINT = "in [0, 1] pixel units on [0, 1] images (e.g. 8/255 = 0.0314)"
@@ -70,13 +73,31 @@ def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {list(valid)}; got {value!r}")
 
 
+_TRUSTED_INPUTS: contextvars.ContextVar[bool] = contextvars.ContextVar("lib_attacks_trusted_inputs", default=False)
+
+
+@contextlib.contextmanager
+def trusted_inputs(enabled: bool = True) -> Iterator[None]:
+    """Inside this block attacks skip the value check x ∈ [0, 1] (on a GPU one host-device sync per call)
+    and keep every other check (dtype, shape, labels, arguments).
+
+    For loops whose x comes from ``lib.data`` (uint8 / 255, in [0, 1] by construction): the trainer and the
+    evaluation suite enter it; a user's own call outside it keeps the full check. Scoped like
+    ``torch.no_grad`` (a context variable, restored on exit, per thread / task)."""
+    token = _TRUSTED_INPUTS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _TRUSTED_INPUTS.reset(token)
+
+
 def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
         raise ConfigError("x must be a floating tensor of images (N, C, H, W) with values in [0, 1]")
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
         raise ConfigError(f"y must be an int64 tensor of shape ({x.shape[0]},); got "
                           f"{getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}")
-    if x.numel():
+    if x.numel() and not _TRUSTED_INPUTS.get():
         lo, hi = torch.aminmax(x.detach())
         lo, hi = float(lo), float(hi)  # one device sync
         if lo < 0.0 or hi > 1.0:
@@ -199,6 +220,7 @@ def pgd(
             x_adv = _project_linf(x + eps * (2.0 * _random_like(x, "uniform", generator) - 1.0), x, eps)
         else:
             x_adv = _project_linf(x + start_std * _random_like(x, "normal", generator), x, eps)
+        lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             logits = model(x_adv)
@@ -207,7 +229,8 @@ def pgd(
             else:
                 objective = -cw_margin(logits, y, kappa).sum()
             grad = _input_grad(objective, x_adv)
-            x_adv = _project_linf(x_adv.detach() + step_size * grad.sign(), x, eps)
+            # = _project_linf(...): the ball and [0, 1] intersected once, one clamp per step
+            x_adv = torch.clamp(x_adv.detach() + step_size * grad.sign(), lo, hi)
     return x_adv.detach()
 
 

@@ -161,7 +161,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
         "data": {"dataset": "digits", "imbalance_ratio": 10.0, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
-        "train": {"epochs": 60, "batch_size": 64, "lr": 0.05, "track_every": 1, "track_size": 540},
+        "train": {"epochs": 60, "batch_size": 64, "lr": 0.05, "track_every": 1, "track_size": 200},
         "method_args": {"ce_epochs": 24},
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
         "notebooks": {

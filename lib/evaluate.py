@@ -2,6 +2,13 @@
 
 Each result holds per-class accuracy, overall accuracy, balanced accuracy (= balanced robustness under an
 attack), the test protocol and the attack's settings, and is written to the run's `eval.json` / `eval.csv`.
+
+Caching: eval settings are not part of the run hash (`lib.runs.config_hash`). Instead every attack's result
+in `eval.json` carries its settings (`describe_attack`) and attack seed; an attack is recomputed when they
+differ (only that attack), and every attack when the file's config hash or test protocol differ. Attacks
+draw their randomness from a generator seeded with `EvalConfig.seed`, fresh for each attack, so an
+evaluation killed midway and run again writes the same numbers (`eval.json` is written once, at the end,
+after `eval.csv`: it is the commit point). `evaluate_run` holds the run folder's lock, like training.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ def evaluate_model(model, x_u8: torch.Tensor, y: torch.Tensor, num_classes: int,
         res = {
             "attack": name,
             "settings": describe_attack(name, ecfg),
+            "seed": ecfg.seed,
             "accuracy": accuracy(p, y),
             "balanced": balanced_accuracy(p, y, num_classes),
             "per_class": [None if torch.isnan(v) else float(v) for v in pc],
@@ -64,6 +72,13 @@ def evaluate_model(model, x_u8: torch.Tensor, y: torch.Tensor, num_classes: int,
         if verbose:
             print(f"  {name:<10} acc {res['accuracy']:.4f}  balanced {res['balanced']:.4f}  ({res['seconds']:.1f}s)")
     return out
+
+
+def result_is_current(res: dict[str, Any] | None, name: str, ecfg: EvalConfig) -> bool:
+    """A cached result was made with `name`'s settings under `ecfg` and the same attack seed (results written
+    before the seed was recorded used the default, 0)."""
+    return (res is not None and res.get("settings") == describe_attack(name, ecfg)
+            and res.get("seed", 0) == ecfg.seed)
 
 
 def _protocol(cfg, data) -> dict[str, Any]:
@@ -86,25 +101,39 @@ def read_eval(run_dir) -> dict[str, Any] | None:
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p} is corrupt ({e}); delete it or re-run evaluate with --force") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
+        raise ConfigError(f"{p} is not an eval.json written by this kit (no results); delete it or re-run "
+                          "evaluate with --force")
+    return doc
 
 
 def write_eval(run_dir, doc: dict[str, Any]) -> None:
+    """eval.csv first, then eval.json (the commit point: a run killed between the two recomputes both)."""
     rd = Path(run_dir)
-    runs.atomic_write_json(rd / "eval.json", doc)
     rows = []
     for name, r in doc["results"].items():
         row = {"attack": name, "accuracy": r["accuracy"], "balanced": r["balanced"], "n": r["n"]}
         row.update({f"class_{c}": v for c, v in enumerate(r["per_class"])})
         rows.append(row)
     runs.atomic_write_csv(rd / "eval.csv", rows)
+    runs.atomic_write_json(rd / "eval.json", doc)
 
 
 def evaluate_run(run_dir, attacks=None, *, device: str = "auto", ecfg: EvalConfig | None = None,
                  force: bool = False, verbose: bool = True, progress: bool = False) -> dict[str, Any]:
-    """Evaluate a trained run folder; results already in eval.json with identical settings are reused."""
+    """Evaluate a trained run folder; results already in eval.json with identical settings are reused.
+    Holds the run folder's lock throughout (a second process gets a RunLockedError)."""
+    runs.read_config(run_dir)  # a clear error for a folder that is not a run, before any lock file is made
+    with runs.run_lock(run_dir, "evaluate"):
+        return _evaluate_locked(run_dir, attacks, device=device, ecfg=ecfg, force=force, verbose=verbose,
+                                progress=progress)
+
+
+def _evaluate_locked(run_dir, attacks, *, device: str, ecfg: EvalConfig | None, force: bool, verbose: bool,
+                     progress: bool) -> dict[str, Any]:
     from .train import load_run
 
     cfg, model, data, method, ckpt = load_run(run_dir, device=device)
@@ -117,8 +146,7 @@ def evaluate_run(run_dir, attacks=None, *, device: str = "auto", ecfg: EvalConfi
     if doc is None or doc.get("config_hash") != ckpt["config_hash"] or doc.get("protocol") != protocol:
         doc = {"run": Path(run_dir).name, "method": cfg.method, "config_hash": ckpt["config_hash"],
                "protocol": protocol, "eval_config": asdict(ecfg), "results": {}}
-    todo = [a for a in attacks
-            if a not in doc["results"] or doc["results"][a]["settings"] != describe_attack(a, ecfg)]
+    todo = [a for a in attacks if not result_is_current(doc["results"].get(a), a, ecfg)]
     if verbose:
         print(f"evaluating {Path(run_dir).name} on {protocol['n_test']} test images ({cfg.data.test_protocol}); "
               f"cached: {sorted(set(attacks) - set(todo)) or 'none'}")

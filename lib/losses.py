@@ -13,6 +13,8 @@ Class means are computed with `index_add_` / `bincount`: no Python loop over cla
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -48,9 +50,13 @@ def balanced_softmax_loss(
 
 
 def class_mean_losses(
-    per_sample_loss: torch.Tensor, targets: torch.Tensor, num_classes: int
+    per_sample_loss: torch.Tensor, targets: torch.Tensor, num_classes: int, distributed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_c for every class, presence mask). A class absent from the batch has L_c = 0."""
+    """(L_c for every class, presence mask). A class absent from the batch has L_c = 0.
+
+    distributed=True (each rank of a torch.distributed group holds its shard of the global batch): the
+    per-class sums and counts are summed over ranks, so every rank gets the global batch's L_c, equal to
+    the single-process value. See `_global_class_sums` for the gradient."""
     if per_sample_loss.dim() != 1 or per_sample_loss.shape != targets.shape:
         raise ConfigError(
             f"per_sample_loss must be the unreduced loss of shape (N,) matching targets; got "
@@ -58,7 +64,27 @@ def class_mean_losses(
         )
     sums = per_sample_loss.new_zeros(num_classes).index_add(0, targets, per_sample_loss)
     counts = torch.bincount(targets, minlength=num_classes).to(per_sample_loss.dtype)
+    if distributed:
+        sums, counts = _global_class_sums(sums, counts)
     return sums / (counts + _TINY), counts > 0
+
+
+def _global_class_sums(sums: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-reduce per-class sums (differentiably) and counts.
+
+    `torch.distributed.nn.functional.all_reduce` back-propagates by all-reducing the gradient. Every rank
+    computes the same global loss L; the trainer weights rank r's loss by w_r = n_r·W/N
+    (`lib.distributed.shard_weight`), and since Σ_r w_r = W, each rank receives W·∂L/∂(its own sums). DDP's
+    gradient average over the W ranks then leaves exactly the single-process ∂L/∂θ (unweighted losses, as
+    with equal shards where w_r = 1, give the same)."""
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_reduce
+
+    counts = counts.clone()
+    dist.all_reduce(counts)
+    with warnings.catch_warnings():  # deprecated in recent torch; kept: it back-propagates on every torch >= 2.3
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(sums), counts
 
 
 def hel_terms(
@@ -69,15 +95,17 @@ def hel_terms(
     beta: float = 0.1,
     gamma: float = 0.1,
     absent: str = "zero",
+    distributed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(BCL, HDL, RCEL), unweighted. `alpha/beta/gamma` are accepted so the call matches `hel_loss`.
 
     absent="zero": a class missing from the batch counts as L_c = 0 over all C classes (official code).
     absent="exclude": means over the classes present in the batch only.
+    distributed=True: class means over the global batch of all ranks (see `class_mean_losses`).
     """
     if absent not in ABSENT_RULES:
         raise ConfigError(f"unknown absent-class rule {absent!r}; valid: {list(ABSENT_RULES)}")
-    lc, present = class_mean_losses(per_sample_loss, targets, num_classes)
+    lc, present = class_mean_losses(per_sample_loss, targets, num_classes, distributed=distributed)
     if absent == "exclude":
         lc = lc[present]
     bcl = lc.mean()
@@ -94,7 +122,9 @@ def hel_loss(
     beta: float = 0.1,
     gamma: float = 0.1,
     absent: str = "zero",
+    distributed: bool = False,
 ) -> torch.Tensor:
-    """HEL = α·BCL + β·HDL + γ·RCEL (paper Eq. for L_HEL; defaults α=β=γ=0.1 as the official code)."""
-    bcl, hdl, rcel = hel_terms(per_sample_loss, targets, num_classes, absent=absent)
+    """HEL = α·BCL + β·HDL + γ·RCEL (paper Eq. for L_HEL; defaults α=β=γ=0.1 as the official code).
+    distributed=True: over the global batch of all ranks, as one process on the whole batch would."""
+    bcl, hdl, rcel = hel_terms(per_sample_loss, targets, num_classes, absent=absent, distributed=distributed)
     return alpha * bcl + beta * hdl + gamma * rcel

@@ -2,17 +2,39 @@
 
 `outputs/runs/<name>/` holds `config.json` (resolved config + hash), `history.csv`, `checkpoint.pt`,
 `eval.json` and `eval.csv`. Every write goes to a temporary file in the same folder and is renamed over
-the target, so an interrupted run never leaves a half-written file.
+the target, so an interrupted run never leaves a half-written file; a full disk raises `DiskFullError`
+with the previous file intact. One process at a time writes a run folder: `run_lock` holds an exclusive
+`flock` on `RUN_DIR/.lock` for a whole train or evaluate (the kernel drops it when the process dies, even
+on SIGKILL) and refuses a second writer with a message naming the holder.
+
+What the hash covers (`config_hash`): every config field that changes what training computes (data,
+including the subsampling seed and test protocol; model; schedule; the method's resolved hyperparameters,
+so the *training* attack's ε / step / steps; the kit's `CODE_VERSION`; the method class's `version` when
+it is above 1). It leaves out `NON_RESULT_FIELDS` (name, out_dir, device, progress bars, data_dir,
+download) and the `eval` section: evaluation results are cached per attack in `eval.json`, each with the
+attack's settings, and an attack is recomputed when its settings differ (see `lib.evaluate`).
+
+Fault-injection hook (tests only; inert unless set): `TAET_KIT_FAULT=<stem>_write:<n>` SIGKILLs the process
+on the n-th atomic write of a file whose name up to the first dot is <stem> (`checkpoint_write:2`: the
+second `checkpoint.pt`; `eval_write:2`: `eval.json`, written after `eval.csv`), after the temporary file is
+complete and before the rename, the worst moment for a crash.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
+import signal
+import socket
 import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +49,55 @@ class CheckpointError(ConfigError):
     """A checkpoint that cannot be used (truncated, corrupt, or from another config)."""
 
 
+class RunLockedError(ConfigError):
+    """Another process is writing this run folder."""
+
+
+class DiskFullError(OSError):
+    """A write ran out of space; the previous version of the file is intact."""
+
+
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+def _fault_point(path: Path) -> None:
+    """TAET_KIT_FAULT=<stem>_write:<n>: SIGKILL this process before the n-th rename of <stem>.* (tests)."""
+    spec = os.environ.get("TAET_KIT_FAULT")
+    if not spec:
+        return
+    target, _, n = spec.partition(":")
+    if target != path.name.split(".")[0] + "_write":
+        return
+    _FAULT_COUNTS[target] = _FAULT_COUNTS.get(target, 0) + 1
+    if _FAULT_COUNTS[target] == int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _write_fsync(f, data: bytes) -> None:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_fsync(f, data)
+        _fault_point(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                e.errno, f"no space left on the device while writing {path} ({len(data)} bytes): the previous "
+                f"{path.name} is intact (the new one went to a temporary file, now removed). Free space in "
+                f"{path.parent} and run again (training continues with --resume)") from e
         raise
 
 
@@ -91,9 +147,16 @@ def _strip(d: dict[str, Any], fields) -> dict[str, Any]:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """Hash of every field that affects the trained weights (not names, folders, devices or eval)."""
+    """Hash of every field that affects the trained weights (not names, folders, devices or eval).
+
+    The method class's `version` enters only when above 1, so runs from before it existed keep their hash."""
+    from .methods import get_method_class
+
     d = _strip(cfg.to_dict(), NON_RESULT_FIELDS)
     d["code_version"] = CODE_VERSION
+    method_version = get_method_class(cfg.method).version
+    if method_version != 1:
+        d["method_version"] = method_version
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -128,7 +191,63 @@ def read_config(path) -> RunConfig:
     return RunConfig.from_dict(d)
 
 
-def load_checkpoint(path, expect_hash: str | None = None, map_location="cpu") -> dict[str, Any]:
+def remove_stale_temps(folder) -> list[Path]:
+    """Delete temporary files a killed writer left in `folder` (call only while holding its lock)."""
+    gone = []
+    for p in Path(folder).glob(".*.tmp"):
+        try:
+            p.unlink()
+            gone.append(p)
+        except FileNotFoundError:
+            pass
+    return gone
+
+
+@contextmanager
+def run_lock(folder, what: str = "train") -> Iterator[Path]:
+    """Hold an exclusive lock on `folder/.lock` (created with the folder if needed) for the whole block.
+
+    A second process asking for it gets a RunLockedError naming the holder's pid. The lock is an flock:
+    the kernel releases it when the holder exits, however it exits, so a crash never leaves it stuck.
+    On entry, temporary files a killed writer left behind are removed (nobody else can be writing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no locking
+        yield Path(folder)
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    f = open(path, "a+")
+    try:
+        locked = True
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunLockedError(
+                f"run folder {folder} is in use: {holder} holds {path}. Only one process may write a run. "
+                f"Wait for it to finish (or stop it); its lock goes away when it exits, even on a crash. "
+                f"To train this config twice at once, give the second one another --name or --out-dir"
+            ) from None
+        except OSError as e:  # a file system without flock (some network mounts): go on, unprotected
+            warnings.warn(f"cannot lock {path} ({e}); nothing stops a second process from writing this run",
+                          stacklevel=3)
+            locked = False
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} ({what}, since {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        f.flush()
+        if locked:
+            remove_stale_temps(folder)
+        yield folder
+    finally:
+        f.close()  # releases the flock
+
+
+def load_checkpoint(path, expect_hash: str | None = None, map_location="cpu",
+                    expect_method: str | None = None) -> dict[str, Any]:
     """Load a checkpoint, turning a truncated file or a config mismatch into a clear CheckpointError."""
     path = Path(path)
     try:
@@ -140,6 +259,12 @@ def load_checkpoint(path, expect_hash: str | None = None, map_location="cpu") ->
         ) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config_hash" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint written by this kit; retrain with --force")
+    if expect_method is not None and ckpt.get("method") not in (None, expect_method):
+        raise CheckpointError(
+            f"checkpoint {path} was written by method {ckpt.get('method')!r}, not {expect_method!r} (config "
+            f"{ckpt['config_hash']}); it does not belong in this run folder: use another --name, or --force "
+            "to retrain from scratch"
+        )
     if expect_hash is not None and ckpt["config_hash"] != expect_hash:
         raise CheckpointError(
             f"checkpoint {path} was written for config {ckpt['config_hash']}, not this run's {expect_hash} "

@@ -23,7 +23,7 @@ import torch
 
 from . import distributed, runs
 from .config import ConfigError, RunConfig
-from .data import DATASETS, DataBundle, build_data, iterate_batches
+from .data import DATASETS, DataBundle, build_data, iterate_batches, validate_data_config
 from .methods import Method, MethodContext, build_method, resolve_method_args
 from .metrics import per_class_recall
 from .models import MODELS, create_model
@@ -95,6 +95,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(
             f"imbalance ratio {cfg.data.imbalance_ratio} < 1; it is n_max / n_min (paper: 10, 20, 50, 100)"
         )
+    validate_data_config(cfg.data)
     t = cfg.train
     if t.epochs < 1 or t.batch_size < 1:
         raise ConfigError(f"epochs ({t.epochs}) and batch size ({t.batch_size}) must be >= 1")

@@ -2,6 +2,11 @@
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -57,6 +62,42 @@ def test_failing_cell_stops_the_batch_naming_notebook_and_cell(tmp_path):
     (src / "02_broken.ipynb").unlink()
     report = run_pipeline("smoke", folder=src, out_dir=str(out), html_export=False)
     assert [(r["notebook"], r["skipped"]) for r in report] == [("01_fine.ipynb", True), ("03_never.ipynb", False)]
+
+
+def test_a_killed_batch_resumes_at_the_first_notebook_without_a_finished_copy(tmp_path):
+    """SIGKILL the pipeline (and its kernel) in the middle of the second notebook: the first one's finished copy
+    is kept and skipped on the rerun; the second, which left no finished copy, runs again, then the third."""
+    src, out, marker = tmp_path / "nbs", tmp_path / "out", tmp_path / "02_started"
+    src.mkdir()
+    _make_nb(src, "01_first", ["x = 1"])
+    _make_nb(src, "02_slow", [f"import pathlib, time\nm = pathlib.Path({str(marker)!r})\n"
+                              "if not m.exists():\n    m.write_text('started')\n    time.sleep(120)"])
+    _make_nb(src, "03_last", ["z = 3"])
+    code = ("from pathlib import Path\nfrom lib.pipeline import run_pipeline\n"
+            f"run_pipeline('smoke', folder=Path({str(src)!r}), out_dir={str(out)!r}, html_export=False)")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the pipeline never reached the second notebook"
+        os.killpg(proc.pid, signal.SIGKILL)  # the pipeline and its kernel, mid-notebook
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    done = out / "notebooks"
+    assert (done / "01_first.ipynb").exists() and not (done / "02_slow.ipynb").exists()
+    assert not (done / "03_last.ipynb").exists()
+    first_mtime = (done / "01_first.ipynb").stat().st_mtime_ns
+    report = run_pipeline("smoke", folder=src, out_dir=str(out), html_export=False)
+    assert [(r["notebook"], r["skipped"]) for r in report] == [
+        ("01_first.ipynb", True), ("02_slow.ipynb", False), ("03_last.ipynb", False)]
+    assert (done / "01_first.ipynb").stat().st_mtime_ns == first_mtime
+    assert json.loads((done / "02_slow.ipynb").read_text())["metadata"]["taet_kit"]["parameters"]["profile"] == "smoke"
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

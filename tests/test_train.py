@@ -136,3 +136,33 @@ def test_truncated_checkpoint_and_foreign_config_are_refused(tmp_path):
     torch.save(ckpt, ck)
     with pytest.raises(ConfigError, match="written for config"):
         train_run(cfg, resume=True, verbose=False)
+    # a checkpoint of another method copied in: refused, naming both methods; nothing is overwritten
+    other_method = train_run(replace(small_cfg(tmp_path, "atbsl", epochs=2), name="bsl"), verbose=False,
+                             stop_after_epoch=1)
+    foreign = (other_method.run_dir / "checkpoint.pt").read_bytes()
+    ck.write_bytes(foreign)
+    for attempt in (lambda: train_run(cfg, verbose=False), lambda: train_run(cfg, resume=True, verbose=False)):
+        with pytest.raises(ConfigError, match="written by method 'atbsl', not 'at'"):
+            attempt()
+    assert ck.read_bytes() == foreign and (res.run_dir / "config.json").exists()
+
+
+def test_corrupt_eval_json_is_refused_and_good_files_are_kept(tmp_path):
+    """A corrupt or foreign eval.json stops evaluate with a clear error and stays as it is (so does the
+    checkpoint); a truncated checkpoint stops evaluate without touching a good eval.json."""
+    res = train_run(small_cfg(tmp_path, "at", epochs=1), verbose=False)
+    rd = res.run_dir
+    evaluate_run(rd, ["clean"], device="cpu", verbose=False)
+    good_eval, good_ckpt = (rd / "eval.json").read_bytes(), (rd / "checkpoint.pt").read_bytes()
+    for bad, message in [(good_eval[: len(good_eval) // 2], "is corrupt"), (b"[1, 2]", "not an eval.json"),
+                         (b"\xff\xfe\x00", "is corrupt")]:
+        (rd / "eval.json").write_bytes(bad)
+        with pytest.raises(ConfigError, match=message):
+            evaluate_run(rd, ["clean", "fgsm"], device="cpu", verbose=False)
+        assert (rd / "eval.json").read_bytes() == bad and (rd / "checkpoint.pt").read_bytes() == good_ckpt
+    (rd / "eval.json").write_bytes(good_eval)
+    (rd / "checkpoint.pt").write_bytes(good_ckpt[:1000])
+    with pytest.raises(ConfigError, match="truncated or corrupt"):
+        evaluate_run(rd, ["clean", "fgsm"], device="cpu", verbose=False)
+    assert (rd / "eval.json").read_bytes() == good_eval
+    assert not any(p.name.endswith(".tmp") for p in rd.iterdir())

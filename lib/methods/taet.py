@@ -4,6 +4,7 @@ Stage 1 (epochs < ce_epochs): cross-entropy on clean images (paper: 40 of 100 ep
 Stage 2: PGD examples and the Hierarchical Equalization Loss HEL = α·BCL + β·HDL + γ·RCEL over the batch's
 class-wise mean CE (see `lib.losses.hel_loss`); HEL alone, no extra CE term, as the official code.
 Training attack as the official `HARL`: ε = 0.031, step 0.003, 10 steps, start x + 0.001·N(0,1).
+Under DDP (torchrun) the class means L_c are those of the global batch (all ranks), as on one process.
 """
 
 from __future__ import annotations
@@ -57,5 +58,5 @@ class TAET(Method):
         logits = model(x_adv)
         per_sample = F.cross_entropy(logits, y, reduction="none")
         loss = hel_loss(per_sample, y, self.ctx.num_classes, self.args.alpha, self.args.beta, self.args.gamma,
-                        absent=self.args.absent)
+                        absent=self.args.absent, distributed=self.ctx.distributed)
         return StepOutput(loss, logits)
