@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lib demo
+	$(PY) -m lib pipeline --profile demo
+	@cat outputs/tables/table1_balanced.md outputs/tables/table2_tail_classes.md
+	@echo "every table and figure: outputs/index.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
