@@ -227,7 +227,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     models = ([parse_model_spec(m.strip(), a.quick, a.steps) for m in a.models.split(",") if m.strip()]
               if a.models else default_models(a.quick, a.steps))
     workloads = tuple(w.strip() for w in a.workloads.split(",")) if a.workloads else None
-    st = BenchSettings(device=a.device, quick=a.quick, models=models, rounds=a.rounds or (3 if a.quick else 5),
+    st = BenchSettings(device=a.device, quick=a.quick, models=models, rounds=a.rounds or (2 if a.quick else 5),
                        steps=a.steps, warmup=a.warmup, seed=a.seed, ref_workers=a.ref_workers, amp=a.amp,
                        channels_last=a.channels_last, compile=a.compile, threads=a.threads,
                        variants=not a.no_variants, check=not a.no_check, costs=not a.no_costs,
@@ -335,17 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "same losses (fp32, 1e-4); measures each speed feature; writes "
                                    "OUT_DIR/<host>-<device>.json. Exit status 1 if the numerical check fails.")
     b.add_argument("--quick", action="store_true",
-                   help="small batches and few rounds: minutes on a 2-core CPU (default: off)")
+                   help="small batches, few rounds, feature variants on the stage-2 step only: minutes on a "
+                        "2-core CPU (default: off)")
     b.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     b.add_argument("--models", default=None,
                    help="comma-separated ARCH:CxS[:bBATCH], e.g. small_cnn:1x8,resnet18:3x32:b128 (default: "
-                        "small_cnn:1x8, small_cnn:1x28, resnet18:3x32; batch 128, ResNet-18 16 with --quick; "
+                        "small_cnn:1x8, small_cnn:1x28, resnet18:3x32; batch 128, ResNet-18 8 with --quick; "
                         "paper: resnet18:3x32:b128)")
     b.add_argument("--workloads", default=None,
                    help="comma-separated subset of taet_stage1, taet_stage2, atbsl, pgd20 (default: all)")
-    b.add_argument("--rounds", type=int, default=None, help="timed segments per loop (default: 5; 3 with --quick)")
+    b.add_argument("--rounds", type=int, default=None, help="timed segments per loop (default: 5; 2 with --quick)")
     b.add_argument("--steps", type=int, default=None,
-                   help="steps (eval: batches) per segment (default: 1 for ResNet-18, 4 for the small CNN, 2 quick)")
+                   help="steps (eval: batches) per segment (default: 4 for the small CNN, 1 for ResNet-18 and "
+                        "with --quick)")
     b.add_argument("--warmup", type=int, default=1, help="untimed segments first (default: 1)")
     b.add_argument("--seed", type=int, default=0, help="seed of weights, data and attacks (default: 0)")
     b.add_argument("--ref-workers", type=int, default=0,

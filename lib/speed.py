@@ -41,6 +41,9 @@ AUTO_BF16_ON_CUDA = False
 # 5-15x less accurate where its sums cancel (weight gradients of the small CNN differ from fp64 by ~1e-2 relative
 # instead of ~1e-6): opt-in there (channels_last="on"), not the default.
 AUTO_CHANNELS_LAST = {"cuda": True, "cpu": False}
+# Evaluation runs the model in eval mode only (no batch-norm backward in train mode): channels_last is as accurate
+# as NCHW there (input gradients within 2e-6) and 10-100% faster on CPU.
+AUTO_CHANNELS_LAST_EVAL = {"cuda": True, "cpu": True}
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,15 @@ def resolve_amp(amp: str, device: torch.device | str) -> str:
     return amp
 
 
-def resolve_channels_last(flag: str | bool, device: torch.device | str) -> bool:
+def resolve_channels_last(flag: str | bool, device: torch.device | str, training: bool = True) -> bool:
+    """"auto" | "on" | "off" (or a bool) -> bool; `training=False` for a model that only runs in eval mode
+    (evaluation), where "auto" is on for CPU too."""
     if isinstance(flag, bool):
         return flag
     check_choice("channels_last", flag, LAYOUT_CHOICES)
     if flag == "auto":
-        return AUTO_CHANNELS_LAST.get(torch.device(device).type, False)
+        table = AUTO_CHANNELS_LAST if training else AUTO_CHANNELS_LAST_EVAL
+        return table.get(torch.device(device).type, False)
     return flag == "on"
 
 
