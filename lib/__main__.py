@@ -350,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --quick)")
     b.add_argument("--warmup", type=int, default=1, help="untimed segments first (default: 1)")
     b.add_argument("--seed", type=int, default=0, help="seed of weights, data and attacks (default: 0)")
-    b.add_argument("--ref-workers", type=int, default=0,
-                   help="DataLoader workers of the reference loop (default: 0, its fastest on a 2-core CPU)")
+    b.add_argument("--ref-workers", type=int, default=None,
+                   help="DataLoader workers of the reference loop (default: 0 on CPU, where workers share the cores "
+                        "with both loops' compute; 4 on a GPU)")
     b.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"],
                    help="the kit's precision: auto (fp32 until bf16 passes --bf16-check on a GPU), off, bf16 "
                         "(default: auto)")

@@ -224,7 +224,7 @@ class BenchSettings:
     steps: int | None = None  # per segment; None: 4 for the small CNN, else (and with --quick) 1
     warmup: int = 1
     seed: int = 0
-    ref_workers: int = 0  # DataLoader workers of the reference loop
+    ref_workers: int | None = None  # DataLoader workers of the reference loop; None: 0 on CPU, 4 on a GPU
     amp: str = "auto"
     channels_last: str = "auto"
     compile: bool = False
@@ -386,6 +386,10 @@ class Harness:
         self.test_x = _nchw(d.test_hwc, device)
         self.test_y = torch.from_numpy(d.test_y).to(device)
         self.tcfg = TrainConfig(batch_size=spec.batch_size)
+        # The official scripts load with worker processes on a GPU machine; on a small CPU the workers' prefetching
+        # shares the cores with both loops' compute (and with the timed segments of the other loop), so none.
+        self.ref_workers = st.ref_workers if st.ref_workers is not None else (
+            0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
 
     # ---- the reference-style loop -----------------------------------------------------------------
     def reference_side(self, workload: str) -> Side:
@@ -394,7 +398,7 @@ class Harness:
         steps = self.spec.steps
         pin = dev.type == "cuda"
         if workload == "pgd20":
-            loader = ref.make_loader(d.test_hwc, d.test_y, bs, train=False, workers=self.st.ref_workers,
+            loader = ref.make_loader(d.test_hwc, d.test_y, bs, train=False, workers=self.ref_workers,
                                      pin_memory=pin)
 
             def run() -> int:
@@ -403,7 +407,7 @@ class Harness:
         else:
             opt = ref.make_optimizer(model)
             loader = ref.make_loader(d.train_hwc, d.train_y, bs, train=True, padding=d.padding, flip=d.flip,
-                                     workers=self.st.ref_workers, seed=self.st.seed, pin_memory=pin)
+                                     workers=self.ref_workers, seed=self.st.seed, pin_memory=pin)
             it = ref.endless(loader)
             log = []
 
@@ -526,6 +530,19 @@ def _clone_gen(gen: torch.Generator) -> torch.Generator:
 
 
 def numerical_check(h: Harness, st: BenchSettings) -> dict[str, Any]:
+    """See :func:`_numerical_check`; run in true fp32 (no TF32) with deterministic cuDNN on a GPU."""
+    from .attacks import _strict_fp32
+
+    det = torch.backends.cudnn.deterministic
+    try:
+        torch.backends.cudnn.deterministic = True
+        with _strict_fp32(h.device):
+            return _numerical_check(h, st)
+    finally:
+        torch.backends.cudnn.deterministic = det
+
+
+def _numerical_check(h: Harness, st: BenchSettings) -> dict[str, Any]:
     """Kit vs reference on the same batch, same weights, same start noise, fp32:
 
     1. HEL: the official class loop vs ``lib.losses.hel_loss`` on identical per-sample losses (a batch with a
@@ -841,7 +858,8 @@ def run_bench(st: BenchSettings) -> dict[str, Any]:
         h = Harness(spec, st, dev, ref)
         entry: dict[str, Any] = {"name": spec.name, "arch": spec.arch, "shape": [spec.channels, spec.size, spec.size],
                                  "batch_size": spec.batch_size, "dataset": spec.dataset,
-                                 "steps_per_segment": spec.steps, "train_images": int(len(h.data.train_y)),
+                                 "steps_per_segment": spec.steps, "reference_workers": h.ref_workers,
+                                 "train_images": int(len(h.data.train_y)),
                                  "eval_images": int(len(h.data.test_y)),
                                  "workloads": {}}
         doc["models"][spec.name] = entry
