@@ -37,6 +37,9 @@ RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
     ("--track-every", "train", "track_every", int, "- (Fig. 1-2 need 1)",
      "every N epochs log per-class clean/PGD accuracy on a fixed test subset (0 = off)"),
     ("--track-size", "train", "track_size", int, "-", "size of that subset"),
+    ("--amp", "train", "amp", str, "- (fp32)", "precision of training: auto, off (fp32) or bf16 autocast"),
+    ("--channels-last", "train", "channels_last", str, "-", "NHWC memory layout: auto, on or off"),
+    ("--threads", "train", "threads", int, "-", "torch intra-op threads (default: one per core)"),
     ("--name", "run", "name", str, "-", "run folder name (default: derived from the config and its hash)"),
     ("--out-dir", "run", "out_dir", str, "-", "folder holding the run folders"),
 ]
@@ -101,6 +104,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="any other method hyperparameter, e.g. --method-arg absent=exclude (default: none)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from torchvision's ImageNet weights (resnet50_tv, vit_b16; default: off)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (default: off)")
     p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip (default: on; paper: on)")
     p.add_argument("--download", action="store_true",
                    help="let torchvision/medmnist download missing data (default: off)")
@@ -128,6 +132,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
             sections[section][field] = v
     if a.no_augment:
         sections["data"]["augment"] = False
+    if a.compile:
+        sections["train"]["compile"] = True
     if a.pretrained:
         sections["model"]["pretrained"] = True
     if a.download:

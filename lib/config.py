@@ -57,6 +57,10 @@ class TrainConfig:
     track_size: int = 500
     track_pgd_steps: int = 10
     progress: bool = True  # tqdm bars (quiet when stderr is not a terminal)
+    amp: str = "auto"  # auto | off | bf16: autocast of training forward passes and the training attack (lib.speed)
+    channels_last: str = "auto"  # auto | on | off: NHWC weights and activations (lib.speed)
+    compile: bool = False  # torch.compile the model (python -m lib bench --compile reports compile time vs gain)
+    threads: int | None = None  # torch intra-op threads (None = one per core)
 
 
 @dataclass
@@ -113,7 +117,8 @@ class RunConfig:
 
 # Fields that change where or how a run is shown, never what it computes: left out of the hash.
 NON_RESULT_FIELDS = {("name",), ("out_dir",), ("train", "device"), ("train", "progress"), ("data", "data_dir"),
-                     ("data", "download"), ("eval",)}
+                     ("data", "download"), ("eval",), ("train", "amp"), ("train", "channels_last"),
+                     ("train", "compile"), ("train", "threads")}  # amp enters the hash as "precision" (runs.py)
 
 
 def _build(cls, values: dict[str, Any]):

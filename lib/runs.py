@@ -154,6 +154,8 @@ def config_hash(cfg: RunConfig) -> str:
 
     d = _strip(cfg.to_dict(), NON_RESULT_FIELDS)
     d["code_version"] = CODE_VERSION
+    if cfg.train.amp not in ("off", "auto"):  # validate() resolved "auto"; fp32 runs keep their old hashes
+        d["precision"] = cfg.train.amp
     method_version = get_method_class(cfg.method).version
     if method_version != 1:
         d["method_version"] = method_version

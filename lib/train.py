@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed, runs
+from . import distributed, runs, speed
+from .attacks import trusted_inputs
 from .config import ConfigError, RunConfig
 from .data import DATASETS, DataBundle, build_data, iterate_batches, validate_data_config
 from .methods import Method, MethodContext, build_method, resolve_method_args
@@ -103,9 +104,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"learning rate {t.lr} must be > 0 (paper: 0.1)")
     if any(not 0 < m <= 1 for m in t.milestones):
         raise ConfigError(f"milestones {t.milestones} must be fractions of the epochs in (0, 1] (paper: 0.75, 0.9)")
-    resolve_device(t.device)
+    sp = speed.plan(resolve_device(t.device), amp=t.amp, channels_last=t.channels_last, compile=t.compile,
+                    threads=t.threads)
     args = resolve_method_args(cfg.method, cfg.method_args)
-    cfg = replace(cfg, method_args=args)
+    cfg = replace(cfg, method_args=args, train=replace(t, amp=sp.amp))  # the hash covers the precision used
     # The method's own checks (ε ranges, ce_epochs <= epochs), with a dummy context.
     build_method(cfg.method, args, MethodContext(2, [1, 1], t.epochs, torch.device("cpu")))
     return cfg
@@ -214,13 +216,16 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
     seed_everything(cfg.train.seed)
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device, distributed=dist_on)
     method = build_method(cfg.method, cfg.method_args, ctx)
+    sp = speed.plan(device, amp=cfg.train.amp, channels_last=cfg.train.channels_last, compile=cfg.train.compile,
+                    threads=cfg.train.threads)
+    speed.configure_threads(sp.threads)
     model = _build_model(cfg, data, method, device)
-    net = model  # what `method.step` calls: the model itself, or its DDP wrapper under torchrun
+    model, net = speed.prepare_model(model, sp)  # net: what `method.step` calls (compiled, or the model itself)
     if dist_on:
         _check_distributed(cfg, data, method)
         model, net = distributed.wrap_model(model, device, sync_bn)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
-                          weight_decay=cfg.train.weight_decay)
+        net = speed.maybe_compile(net, sp.compile)
+    opt = speed.make_optimizer(model.parameters(), cfg.train, device)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=_milestones(cfg), gamma=cfg.train.lr_gamma)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     history: list[dict[str, Any]] = []
@@ -276,7 +281,8 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
             n_global = yb.numel()
             if dist_on:
                 xb, yb = distributed.shard(xb, yb)
-            out = method.step(net, xb, yb, epoch, step_gen)
+            with sp.autocast(), trusted_inputs():  # batches from iterate_batches are in [0, 1]: no check sync
+                out = method.step(net, xb, yb, epoch, step_gen)
             finite = torch.isfinite(out.loss.detach())
             bad_batch = torch.where((bad_batch < 0) & ~finite, torch.full_like(bad_batch, i), bad_batch)
             opt.zero_grad(set_to_none=True)
@@ -362,7 +368,8 @@ def load_run(run_dir, device: str = "auto", verbose: bool = False):
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, dev)
     method = build_method(cfg.method, cfg.method_args, ctx)
     seed_everything(cfg.train.seed)
-    model = _build_model(cfg, data, method, dev)
+    model = speed.to_channels_last(_build_model(cfg, data, method, dev),  # eval only: channels_last is exact there
+                                   speed.resolve_channels_last(cfg.train.channels_last, dev, training=False))
     model.load_state_dict(ckpt["model"])
     method.load_state_dict(ckpt.get("method_state", {}))
     model.eval()

@@ -61,6 +61,9 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     (["--method", "at", "--alpha", "0.2"], "method 'at' has no hyperparameter(s) ['alpha']"),
     (["--lt-profile", "linear"], "unknown lt_profile 'linear'"),
     (["--test-protocol", "weird"], "unknown test_protocol 'weird'"),
+    (["--amp", "fp16"], "amp must be one of ['auto', 'off', 'bf16']; got 'fp16'"),
+    (["--channels-last", "maybe"], "channels_last must be one of"),
+    (["--threads", "0"], "threads must be a positive integer"),
 ])
 def test_bad_train_input_fails_fast_with_a_clear_message(tmp_path, capsys, args, message):
     code = main(["train", "--profile", "smoke", "--device", "cpu", "--out-dir", str(tmp_path), *args])

@@ -10,7 +10,7 @@ from lib import runs
 from lib.config import ConfigError, profile_config
 from lib.evaluate import evaluate_model, evaluate_run
 from lib.methods import METHODS, Method, StepOutput, register_method
-from lib.train import TrainingDiverged, train_run
+from lib.train import TrainingDiverged, train_run, validate
 
 
 def small_cfg(tmp_path, method="taet", epochs=4, **method_args):
@@ -166,3 +166,54 @@ def test_corrupt_eval_json_is_refused_and_good_files_are_kept(tmp_path):
         evaluate_run(rd, ["clean", "fgsm"], device="cpu", verbose=False)
     assert (rd / "eval.json").read_bytes() == good_eval
     assert not any(p.name.endswith(".tmp") for p in rd.iterdir())
+
+
+def test_speed_settings_reach_training_and_only_precision_enters_the_hash(tmp_path):
+    base = small_cfg(tmp_path, epochs=2)
+    fp32 = train_run(base, verbose=False)
+    assert fp32.config.train.amp == "off"  # "auto" resolves to fp32 on CPU, recorded as such
+    off = replace(base, train=replace(base.train, amp="off"))
+    assert runs.config_hash(validate(off)) == runs.config_hash(validate(base)) == runs.config_hash(fp32.config)
+    # Layout and threads change how the run is computed, never what: same hash, same cached run.
+    same = replace(base, train=replace(base.train, channels_last="on", threads=1))
+    assert runs.config_hash(validate(same)) == runs.config_hash(fp32.config)
+    bf16 = train_run(replace(base, train=replace(base.train, amp="bf16")), verbose=False)
+    assert bf16.run_dir != fp32.run_dir and bf16.config.train.amp == "bf16"
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in bf16.history)
+    diffs = [(a - b).abs().max().item() for a, b in zip(fp32.model.state_dict().values(),
+                                                       bf16.model.state_dict().values()) if a.is_floating_point()]
+    assert max(diffs) > 0  # bf16 autocast really ran: different arithmetic, different weights
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # fp32 master weights
+
+
+def test_compiled_training_saves_the_plain_state_dict(tmp_path, monkeypatch):
+    calls = []
+
+    class Wrapped(torch.nn.Module):  # what torch.compile returns: a wrapper whose state dict keys gain a prefix
+        def __init__(self, m):
+            super().__init__()
+            self._orig_mod = m
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self._orig_mod(x)
+
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: Wrapped(m))
+    cfg = small_cfg(tmp_path, epochs=2)
+    res = train_run(replace(cfg, train=replace(cfg.train, compile=True)), verbose=False)
+    assert calls, "method.step did not go through the compiled module"
+    ckpt = torch.load(res.run_dir / "checkpoint.pt", weights_only=False)
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])
+    assert runs.config_hash(res.config) == runs.config_hash(validate(cfg))  # compile is not a result field
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("amp", "fp16", "amp must be one of"),
+    ("channels_last", "yes", "channels_last must be one of"),
+    ("threads", 0, "threads must be a positive integer"),
+])
+def test_bad_speed_settings_fail_before_any_work(tmp_path, field, value, message):
+    cfg = small_cfg(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        train_run(replace(cfg, train=replace(cfg.train, **{field: value})), verbose=False)
+    assert not (tmp_path / "runs").exists()
