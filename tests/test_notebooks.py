@@ -136,6 +136,8 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     assert len(_rows(out / "tables" / "fig7_ce_epochs.csv")) == 2
     assert len(_rows(out / "tables" / "table3_dermamnist.csv")) == 3
     assert [r["method"] for r in _rows(out / "tables" / "fig6a_efficiency.csv")] == table_methods()
+    for n in ("03_ir_sweep", "04_ablations"):  # their runs went through lib.sweep (its log is in the outputs)
+        assert "grid point(s)" in (out / "notebooks" / f"{n}.ipynb").read_text(), n
     dyn = _rows(out / "tables" / "atbsl_per_class_dynamics.csv")
     assert len(dyn) == 10
     index = (out / "index.html").read_text()
