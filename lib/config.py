@@ -7,6 +7,7 @@ Its hash (see :mod:`lib.runs`) decides whether a finished run can be reused.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -145,6 +146,10 @@ def _jsonable(obj):
 # ---------------------------------------------------------------------------------------------------
 # Profiles: small, readable overrides of the defaults above (the defaults are the paper's setting).
 # ---------------------------------------------------------------------------------------------------
+# Table 4's (α, β, γ) grid: the paper's 0.1 each, and each weight halved and doubled with the others at 0.1.
+HEL_GRID = [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
+            [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]]
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Seconds on 2 CPU cores: tests and CI.
     "smoke": {
@@ -171,8 +176,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
         "notebooks": {
             "irs": [10, 20, 50, 100],
-            "hel_grid": [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
-                         [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]],
+            "hel_grid": HEL_GRID,
             "ce_epochs_grid": [0, 6, 12, 24, 36],
             "tsne_per_class": 54,
             "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "fashion_mnist", "epochs": 10,
@@ -189,8 +193,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
         "notebooks": {
             "irs": [10, 20, 50, 100],
-            "hel_grid": [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
-                         [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]],
+            "hel_grid": HEL_GRID,
             "ce_epochs_grid": [0, 4, 8, 12],
             "tsne_per_class": 100,
             "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "fashion_mnist", "epochs": 20,
@@ -207,8 +210,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "eval": {},
         "notebooks": {
             "irs": [10, 20, 50, 100],
-            "hel_grid": [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
-                         [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]],
+            "hel_grid": HEL_GRID,
             "ce_epochs_grid": [0, 10, 20, 30, 40, 50],
             "tsne_per_class": 200,
             "derma": {"dataset": "dermamnist", "arch": "vit_b16", "pretrained": True, "standin": None,
@@ -238,7 +240,7 @@ def profile_config(profile: str, method: str = "taet") -> RunConfig:
 
 
 def notebook_settings(profile: str) -> dict[str, Any]:
-    """The notebooks' own settings of a profile (IR list, ablation grids, sizes)."""
+    """The notebooks' own settings of a profile (IR list, ablation grids, sizes): a copy, safe to change."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
-    return PROFILES[profile]["notebooks"]
+    return copy.deepcopy(PROFILES[profile]["notebooks"])

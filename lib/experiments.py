@@ -14,7 +14,7 @@ from . import runs
 from .config import ConfigError, RunConfig, notebook_settings, profile_config
 from .evaluate import evaluate_run
 from .methods import METHODS
-from .tables import COLUMN_NAMES, format_table, rarest_classes
+from .tables import COLUMN_NAMES, format_table, metric_cells, rarest_classes, tail_cells
 from .train import train_run, validate
 
 # Methods shown in the comparison tables: every registered one except plain standard training first.
@@ -67,14 +67,7 @@ def robustness_table(docs: dict[str, dict[str, Any]], attacks: list[str] | None 
         raise ConfigError("no results to tabulate")
     attacks = attacks or attack_columns(next(iter(docs.values())))
     header = ["method"] + [COLUMN_NAMES.get(a, a) for a in attacks]
-    rows = []
-    for label, doc in docs.items():
-        row = [label]
-        for a in attacks:
-            r = doc["results"].get(a)
-            row.append("-" if r is None else f"{100 * r[metric]:.2f}")
-        rows.append(row)
-    return header, rows
+    return header, [[label] + metric_cells(doc, attacks, metric) for label, doc in docs.items()]
 
 
 def tail_table(docs: dict[str, dict[str, Any]], k: int = 3, attacks=("clean", "pgd20")
@@ -86,15 +79,7 @@ def tail_table(docs: dict[str, dict[str, Any]], k: int = 3, attacks=("clean", "p
     header = ["method"]
     for a in attacks:
         header += [f"{COLUMN_NAMES.get(a, a)} c{c} (n={counts[c]})" for c in tail]
-    rows = []
-    for label, doc in docs.items():
-        row = [label]
-        for a in attacks:
-            r = doc["results"].get(a)
-            for c in tail:
-                v = None if r is None else r["per_class"][c]
-                row.append("-" if v is None else f"{100 * v:.1f}")
-        rows.append(row)
+    rows = [[label] + [cell for a in attacks for cell in tail_cells(doc, a, tail)] for label, doc in docs.items()]
     return header, rows
 
 

@@ -375,7 +375,7 @@ def nest(results: list[dict[str, Any]], *axes: str) -> dict:
 
 def summary_table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per grid point, balanced accuracy / robustness (%) per attack, and the run folder."""
-    from .tables import COLUMN_NAMES, format_table
+    from .tables import COLUMN_NAMES, format_table, metric_cells
 
     if not results:
         return "(empty sweep)"
@@ -385,6 +385,6 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         row = [json.dumps(r["point"][a]) if isinstance(r["point"][a], dict) else str(r["point"][a]) for a in axes]
-        row += ["-" if a not in r["results"] else f"{100 * r['results'][a]['balanced']:.2f}" for a in attacks]
+        row += metric_cells(r, attacks)
         rows.append(row + [Path(r["run_dir"]).name])
     return format_table(header, rows)

@@ -14,26 +14,32 @@ def rarest_classes(train_counts: list[int], k: int = 3) -> list[int]:
     return order[:k]
 
 
+def percent(v: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage cell; "-" where there is no value."""
+    return "-" if v is None else f"{100 * v:.{digits}f}"
+
+
+def metric_cells(doc: dict[str, Any], attacks: list[str], metric: str = "balanced", digits: int = 2) -> list[str]:
+    """One cell per attack: `metric` of the eval document's result ("-" where the attack was not run)."""
+    return [percent(None if doc["results"].get(a) is None else doc["results"][a][metric], digits) for a in attacks]
+
+
+def tail_cells(doc: dict[str, Any], attack: str, classes: list[int], digits: int = 1) -> list[str]:
+    """One cell per class of `classes`: its recall under `attack` ("-" where missing)."""
+    r = doc["results"].get(attack)
+    return [percent(None if r is None else r["per_class"][c], digits) for c in classes]
+
+
 def comparison_rows(docs: dict[str, dict[str, Any]], attacks: list[str], tail_attack: str = "pgd20",
                     k_tail: int = 3) -> tuple[list[str], list[list[str]]]:
     """Header and rows: balanced accuracy (clean) / balanced robustness (attacks), in %, then the per-class
     robustness of the k rarest classes under `tail_attack`."""
-    first = next(iter(docs.values()))
-    tail = rarest_classes(first["protocol"]["train_counts"], k_tail)
+    counts = next(iter(docs.values()))["protocol"]["train_counts"]
+    tail = rarest_classes(counts, k_tail)
     header = ["method"] + [f"{COLUMN_NAMES.get(a, a)} bal" for a in attacks]
-    header += [f"{COLUMN_NAMES.get(tail_attack, tail_attack)} c{c} (n={first['protocol']['train_counts'][c]})"
-               for c in tail]
-    rows = []
-    for label, doc in docs.items():
-        r = [label]
-        for a in attacks:
-            res = doc["results"].get(a)
-            r.append("-" if res is None else f"{100 * res['balanced']:.1f}")
-        res = doc["results"].get(tail_attack)
-        for c in tail:
-            v = None if res is None else res["per_class"][c]
-            r.append("-" if v is None else f"{100 * v:.1f}")
-        rows.append(r)
+    header += [f"{COLUMN_NAMES.get(tail_attack, tail_attack)} c{c} (n={counts[c]})" for c in tail]
+    rows = [[label] + metric_cells(doc, attacks, digits=1) + tail_cells(doc, tail_attack, tail)
+            for label, doc in docs.items()]
     return header, rows
 
 

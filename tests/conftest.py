@@ -66,3 +66,29 @@ def trained_digits_model(digits_data):
         acc = (model(x_te).argmax(1) == y_te).float().mean().item()
     assert acc > 0.9, f"fixture model trained to only {acc:.3f} clean accuracy"
     return model, x_te, y_te
+
+
+@pytest.fixture(scope="session")
+def small_cfg():
+    """small_cfg(root, method, epochs=3, max_train=None, **method_args) -> RunConfig: the smoke profile on
+    synthetic data, on the CPU, quiet, no per-class tracking, run folders under root/runs."""
+    from dataclasses import replace
+
+    from lib.config import profile_config
+
+    def make(root, method, epochs=3, max_train=None, **method_args):
+        cfg = profile_config("smoke", method)
+        return replace(cfg, out_dir=str(root / "runs"), method_args=method_args,
+                       data=replace(cfg.data, dataset="synthetic", max_train=max_train),
+                       train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def train_help_text():
+    """The text of `python -m lib train --help` (it lists every registered method and its defaults)."""
+    from lib.__main__ import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices["train"].format_help()

@@ -1,23 +1,14 @@
 """ADT-EXP: the entropy estimate by hand, the inner step equals the official Adam(β = 0), the ε-ball, a run."""
 
 import math
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from lib.config import profile_config
 from lib.methods import METHODS, MethodContext, build_method
 from lib.methods.adt import adt_entropy, adt_exp_perturb, adt_sample
 from lib.models import create_model
 from lib.train import train_run
-
-
-def small_cfg(tmp_path, method, epochs=2, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic", max_train=192),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
 
 
 def test_entropy_estimate_by_hand():
@@ -78,16 +69,12 @@ def test_defaults_are_the_official_ones():
     assert (m.args.eps, m.args.lr, m.args.steps, m.args.samples, m.args.lbd) == (8 / 255, 0.3, 7, 5, 0.01)
 
 
-def test_train_run_lowers_loss(tmp_path):
-    res = train_run(small_cfg(tmp_path, "adt", epochs=2), verbose=False)
+def test_train_run_lowers_loss(tmp_path, small_cfg):
+    res = train_run(small_cfg(tmp_path, "adt", epochs=2, max_train=192), verbose=False)
     losses = [r["loss"] for r in res.history]
     assert losses[-1] < losses[0], losses
 
 
-def test_adt_is_listed_in_train_help():
-    from lib.__main__ import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    text = sub.choices["train"].format_help()
+def test_adt_is_listed_in_train_help(train_help_text):
+    text = train_help_text
     assert "adt" in METHODS and "  adt " in text and "lbd=0.01" in text

@@ -1,32 +1,18 @@
 """GAIRAT: the weights and the loss by hand, κ counted during PGD, the λ and burn-in schedule, a run, the CLI."""
 
 import math
-from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.__main__ import build_parser
-from lib.config import ConfigError, profile_config
+from lib.config import ConfigError
 from lib.methods import METHODS, MethodContext, build_method, resolve_method_args
 from lib.methods.gairat import ga_pgd, gair_weights, gairat_loss
 from lib.train import train_run
 
 LN2, LN3, LN4 = math.log(2.0), math.log(3.0), math.log(4.0)
-
-
-def small_cfg(tmp_path, method, epochs=3, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic"),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
-
-
-def train_help() -> str:
-    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "train" in a.choices)
-    return sub.choices["train"].format_help()
 
 
 def method(epochs=120, **args):
@@ -132,7 +118,7 @@ def test_defaults_are_official_and_bad_settings_fail_early():
         method(begin_frac=1.5)
 
 
-def test_one_run_on_synthetic_lowers_the_loss(tmp_path):
+def test_one_run_on_synthetic_lowers_the_loss(tmp_path, small_cfg):
     res = train_run(small_cfg(tmp_path, "gairat", epochs=3), verbose=False)  # GAIR from 1-indexed epoch 2
     assert [r["stage"] for r in res.history] == ["adversarial"] + ["reweighted"] * 2
     losses = [r["loss"] for r in res.history]
@@ -141,7 +127,7 @@ def test_one_run_on_synthetic_lowers_the_loss(tmp_path):
     assert again.reused
 
 
-def test_listed_in_train_help():
+def test_listed_in_train_help(train_help_text):
     assert "gairat" in METHODS
-    text = train_help()
+    text = train_help_text
     assert "gairat" in text and "lam=-1.0" in text

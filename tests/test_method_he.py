@@ -1,23 +1,14 @@
 """PGD-AT + HE: the margin loss by hand, the cosine head, the official weight projection, a run end to end."""
 
 import math
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from lib.config import profile_config
 from lib.methods import METHODS, MethodContext, build_method
 from lib.methods.he import CosineLinear, he_loss
 from lib.models import create_model
 from lib.train import load_run, train_run
-
-
-def small_cfg(tmp_path, method, epochs=2, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic", max_train=320),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
 
 
 def test_he_loss_by_hand():
@@ -79,8 +70,8 @@ def test_head_weight_gradient_is_the_plain_linear_one():
     assert radial.abs().max() > 1e-4  # a projected gradient would have no radial part
 
 
-def test_train_run_lowers_loss_and_reloads(tmp_path):
-    res = train_run(small_cfg(tmp_path, "he", epochs=2), verbose=False)
+def test_train_run_lowers_loss_and_reloads(tmp_path, small_cfg):
+    res = train_run(small_cfg(tmp_path, "he", epochs=2, max_train=320), verbose=False)
     losses = [r["loss"] for r in res.history]
     assert losses[-1] < losses[0], losses
     cfg, model, data, method, _ = load_run(res.run_dir, device="cpu")
@@ -91,10 +82,6 @@ def test_train_run_lowers_loss_and_reloads(tmp_path):
         assert torch.allclose(model(x), res.model(x), atol=1e-5)
 
 
-def test_he_is_listed_in_train_help():
-    from lib.__main__ import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    text = sub.choices["train"].format_help()
+def test_he_is_listed_in_train_help(train_help_text):
+    text = train_help_text
     assert "he" in METHODS and "  he " in text and "m=0.2" in text and "s=15.0" in text

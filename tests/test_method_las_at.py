@@ -3,24 +3,15 @@ counts, the strategy network's state through a checkpoint, and runs that lower t
 
 import io
 import math
-from dataclasses import replace
 
 import torch
 
-from lib.config import profile_config
 from lib.methods import METHODS, MethodContext, build_method
 from lib.methods.las_at import label_smoothed_ce, las_reward, per_example_pgd, sample_actions
 from lib.models import create_model
 from lib.train import train_run
 
 FAST = {"strategy_arch": "small_cnn", "interval": 3}
-
-
-def small_cfg(tmp_path, method, epochs=2, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic", max_train=320),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
 
 
 def _method(**args):
@@ -130,11 +121,11 @@ def test_method_state_round_trip():
         assert torch.equal(p1, p2)
 
 
-def test_train_run_lowers_loss_and_resumes_exactly(tmp_path):
-    full = train_run(small_cfg(tmp_path / "a", "las_at", epochs=2, **FAST), verbose=False)
+def test_train_run_lowers_loss_and_resumes_exactly(tmp_path, small_cfg):
+    full = train_run(small_cfg(tmp_path / "a", "las_at", epochs=2, max_train=320, **FAST), verbose=False)
     losses = [r["loss"] for r in full.history]
     assert losses[-1] < losses[0], losses
-    cfg = small_cfg(tmp_path / "b", "las_at", epochs=2, **FAST)
+    cfg = small_cfg(tmp_path / "b", "las_at", epochs=2, max_train=320, **FAST)
     train_run(cfg, verbose=False, stop_after_epoch=1)  # 5 batches: strategy updates at batches 3, 6 and 9
     resumed = train_run(cfg, resume=True, verbose=False)
     assert [r["loss"] for r in resumed.history] == losses
@@ -144,10 +135,6 @@ def test_train_run_lowers_loss_and_resumes_exactly(tmp_path):
         assert torch.equal(t1, t2), k
 
 
-def test_las_at_is_listed_in_train_help():
-    from lib.__main__ import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    text = sub.choices["train"].format_help()
+def test_las_at_is_listed_in_train_help(train_help_text):
+    text = train_help_text
     assert "las_at" in METHODS and "  las_at " in text and "r2_param=4.0" in text

@@ -1,29 +1,14 @@
 """MART: the loss by hand, agreement with the official formula (value and gradient), a training run, the CLI."""
 
 import math
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.__main__ import build_parser
-from lib.config import profile_config
 from lib.methods import METHODS, MethodContext, build_method
 from lib.methods.mart import mart_loss
 from lib.train import train_run
-
-
-def small_cfg(tmp_path, method, epochs=3, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic"),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
-
-
-def train_help() -> str:
-    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "train" in a.choices)
-    return sub.choices["train"].format_help()
 
 
 def test_loss_by_hand():
@@ -81,13 +66,13 @@ def test_step_defaults_are_official_and_attack_leaves_no_grads():
     assert not torch.equal(before, model[1].running_mean)  # the loss's forward passes ran in train mode
 
 
-def test_one_run_on_synthetic_lowers_the_loss(tmp_path):
+def test_one_run_on_synthetic_lowers_the_loss(tmp_path, small_cfg):
     res = train_run(small_cfg(tmp_path, "mart", epochs=2), verbose=False)
     losses = [r["loss"] for r in res.history]
     assert losses[-1] < losses[0], losses
 
 
-def test_listed_in_train_help():
+def test_listed_in_train_help(train_help_text):
     assert "mart" in METHODS
-    text = train_help()
+    text = train_help_text
     assert "mart" in text and "MART" in text

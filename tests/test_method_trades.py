@@ -1,14 +1,11 @@
 """TRADES: the loss by hand, the official KL scaling, the KL attack's contract, a training run, the CLI."""
 
 import math
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.__main__ import build_parser
-from lib.config import profile_config
 from lib.methods import METHODS, MethodContext, build_method
 from lib.methods.trades import kl_rows, trades_attack, trades_loss
 from lib.train import train_run
@@ -20,18 +17,6 @@ def tiny_net() -> nn.Module:
     """A small conv net with BatchNorm on 1x8x8 inputs in [0, 1] (so train/eval mode matters)."""
     return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
                          nn.Linear(8 * 8 * 8, 10))
-
-
-def small_cfg(tmp_path, method, epochs=3, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic"),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
-
-
-def train_help() -> str:
-    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "train" in a.choices)
-    return sub.choices["train"].format_help()
 
 
 def test_loss_by_hand():
@@ -95,14 +80,14 @@ def test_step_in_train_mode_and_defaults_are_official():
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_one_run_on_synthetic_lowers_the_loss(tmp_path):
+def test_one_run_on_synthetic_lowers_the_loss(tmp_path, small_cfg):
     res = train_run(small_cfg(tmp_path, "trades", epochs=2), verbose=False)
     losses = [r["loss"] for r in res.history]
     assert [r["stage"] for r in res.history] == ["adversarial"] * 2
     assert losses[-1] < losses[0], losses
 
 
-def test_listed_in_train_help():
+def test_listed_in_train_help(train_help_text):
     assert "trades" in METHODS
-    text = train_help()
+    text = train_help_text
     assert "trades" in text and "beta=6.0" in text

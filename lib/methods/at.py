@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 
-from ..config import EPS_8
 from .base import Method, StepOutput, register_method
-from .common import check_attack_args, train_pgd
+from .common import PGDArgs, check_attack_args, train_pgd
 
 
 @register_method
@@ -16,13 +13,8 @@ class AT(Method):
     name = "at"
     summary = "Madry PGD-AT: cross-entropy on PGD-10 adversarial examples"
 
-    @dataclass
-    class Args:
-        eps: float = EPS_8  # paper: 8/255
-        step_size: float = 2.0 / 255.0  # paper: 2/255
-        steps: int = 10  # paper: 10
-        start: str = "uniform"  # x + U(-eps, eps)
-        start_std: float = 0.001  # only for start="normal"
+    class Args(PGDArgs):
+        """Madry et al.: ε = 8/255, step 2/255, 10 steps, start x + U(−ε, ε)."""
 
     def check(self, epochs: int) -> None:
         check_attack_args(self.args)

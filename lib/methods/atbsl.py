@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import EPS_8
 from ..losses import balanced_softmax_loss
 from .base import Method, StepOutput, register_method
-from .common import check_attack_args, train_pgd
+from .common import PGDArgs, check_attack_args, train_pgd
 
 
 @register_method
@@ -22,12 +21,10 @@ class ATBSL(Method):
     summary = "AT-BSL: balanced softmax loss on PGD-10 adversarial examples"
 
     @dataclass
-    class Args:
-        eps: float = EPS_8  # official: 8/255
-        step_size: float = 2.0 / 255.0  # official: 2/255
-        steps: int = 10  # official: 10
-        start: str = "normal"  # official: x + 0.001·N(0, 1)
-        start_std: float = 0.001
+    class Args(PGDArgs):
+        """Official: ε = 8/255, step 2/255, 10 steps (the PGDArgs defaults), start x + 0.001·N(0, 1)."""
+
+        start: str = "normal"
 
     def check(self, epochs: int) -> None:
         check_attack_args(self.args)

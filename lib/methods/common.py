@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..attacks import pgd
+from ..config import EPS_8
 from .base import check_range
 
 EPS_HINT = "attack sizes are in [0, 1] pixel units: 8/255 = 0.0314"
+
+
+@dataclass
+class PGDArgs:
+    """The training attack shared by PGD-AT and AT-BSL (both papers and official codes): ε = 8/255, step 2/255,
+    10 steps; `start` "uniform" (x + U(−ε, ε)), "normal" (x + start_std·N(0, 1)) or "none"."""
+
+    eps: float = EPS_8
+    step_size: float = 2.0 / 255.0
+    steps: int = 10
+    start: str = "uniform"
+    start_std: float = 0.001  # only for start="normal"
 
 
 def check_attack_args(args) -> None:

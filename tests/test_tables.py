@@ -1,0 +1,37 @@
+"""Tables from eval documents: Table 1 (balanced), Table 2 (rarest classes), the demo's comparison, sweeps."""
+
+from lib.experiments import robustness_table, tail_table
+from lib.tables import comparison_rows, format_table, rarest_classes
+
+
+def doc(clean, pgd, per_class_pgd, counts=(50, 20, 10, 10)):
+    return {"protocol": {"train_counts": list(counts)},
+            "results": {"clean": {"balanced": clean, "per_class": [clean] * len(counts)},
+                        "pgd20": {"balanced": pgd, "per_class": per_class_pgd}}}
+
+
+DOCS = {"taet": doc(0.9, 0.5, [0.6, 0.5, 0.45, 0.35]), "at": doc(0.8, 0.4, [0.7, 0.4, 0.3, 0.2])}
+
+
+def test_rarest_classes_break_ties_towards_the_later_class():
+    assert rarest_classes([50, 20, 10, 10], 3) == [3, 2, 1]
+
+
+def test_table1_rows_are_balanced_percentages_with_a_dash_for_missing_attacks():
+    header, rows = robustness_table(DOCS, attacks=["clean", "pgd20", "fgsm"])
+    assert header == ["method", "Clean", "PGD-20", "FGSM"]
+    assert rows == [["taet", "90.00", "50.00", "-"], ["at", "80.00", "40.00", "-"]]
+
+
+def test_table2_lists_the_rarest_classes_with_their_counts():
+    header, rows = tail_table(DOCS, k=2, attacks=("pgd20",))
+    assert header == ["method", "PGD-20 c3 (n=10)", "PGD-20 c2 (n=10)"]
+    assert rows == [["taet", "35.0", "45.0"], ["at", "20.0", "30.0"]]
+
+
+def test_demo_comparison_joins_both_shapes():
+    header, rows = comparison_rows(DOCS, ["clean", "pgd20"], k_tail=1)
+    assert header == ["method", "Clean bal", "PGD-20 bal", "PGD-20 c3 (n=10)"]
+    assert rows[1] == ["at", "80.0", "40.0", "20.0"]
+    text = format_table(header, rows).splitlines()
+    assert len(text) == 4 and len({len(line) for line in text}) == 1  # aligned columns
