@@ -96,3 +96,20 @@ def test_eval_results_are_cached_per_attack_with_their_settings(tmp_path):
     assert wider["results"]["fgsm"]["accuracy"] <= first["results"]["fgsm"]["accuracy"]
     reseeded = evaluate_run(rd, ["fgsm"], device="cpu", verbose=False, ecfg=replace(cfg.eval, seed=5))
     assert reseeded["results"]["fgsm"]["seed"] == 5 and reseeded["results"]["fgsm"]["settings"]["eps"] == cfg.eval.eps
+
+
+def test_a_profile_attack_scale_multiplies_every_attack_size():
+    from lib.config import profile_config
+    from lib.methods import resolve_method_args
+
+    assert profile_config("demo", "taet").eval.eps == pytest.approx(32 / 255)  # demo: 4x the paper's 8/255
+    assert profile_config("demo", "taet").eval.pgd_step_size == pytest.approx(4 / 255)
+    for method in ("taet", "atbsl", "trades", "robal", "las_at", "adt"):
+        paper, demo = resolve_method_args(method, {}), profile_config("demo", method).method_args
+        for k in ("eps", "step_size", "init_eps"):
+            if k in paper:
+                assert demo[k] == pytest.approx(4 * paper[k]), (method, k)
+    assert profile_config("demo", "las_at").method_args["eps_types"] == tuple(range(12, 61, 4))
+    smoke = profile_config("smoke", "taet")  # no scale: the paper's sizes
+    assert "eps" not in smoke.method_args and smoke.eval.eps == pytest.approx(8 / 255)
+    assert profile_config("demo", "taet").method_args["ce_epochs"] == 24  # the profile's own args still apply
