@@ -183,7 +183,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "ce_epochs_grid": [0, 6, 12, 24, 36],
             "tsne_per_class": 54,
             "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "fashion_mnist", "epochs": 10,
-                      "ce_epochs": 4, "max_train": 4000, "max_test": 1000},
+                      "ce_epochs": 4, "max_train": 1500, "max_test": 500},
             "efficiency": {"arch": "small_cnn", "batch_size": 64, "steps": 5, "dataset": "digits"},
         },
     },
