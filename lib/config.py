@@ -57,6 +57,8 @@ class TrainConfig:
     track_every: int = 0  # every N epochs: per-class clean acc and PGD robustness on a fixed subset (0 = off)
     track_size: int = 500
     track_pgd_steps: int = 10
+    track_eps: float = EPS_8  # the tracking attack's ε and step (Fig. 1-2: PGD-10 at 8/255, step 2/255)
+    track_step_size: float = 2.0 / 255.0
     progress: bool = True  # tqdm bars (quiet when stderr is not a terminal)
     amp: str = "auto"  # auto | off | bf16: autocast of training forward passes and the training attack (lib.speed)
     channels_last: str = "auto"  # auto | on | off: NHWC weights and activations (lib.speed)
@@ -231,6 +233,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 # are integers in 1/255 units) and the evaluation attacks.
 TRAIN_ATTACK_SIZES = ("eps", "step_size", "init_eps", "eps_types", "step_size_types")
 EVAL_ATTACK_SIZES = ("eps", "pgd_step_size", "cw_linf_step_size")
+TRACK_ATTACK_SIZES = ("track_eps", "track_step_size")
 
 
 def scaled_attack_args(method: str, scale: float) -> dict[str, Any]:
@@ -255,13 +258,15 @@ def profile_config(profile: str, method: str = "taet") -> RunConfig:
     method_args = scaled_attack_args(method, scale) if scale != 1.0 else {}
     method_args.update({k: v for k, v in p.get("method_args", {}).items() if k in accepted})
     ev = _build(EvalConfig, p.get("eval", {}))
+    tr = _build(TrainConfig, p.get("train", {}))
     if scale != 1.0:
         ev = dataclasses.replace(ev, **{k: getattr(ev, k) * scale for k in EVAL_ATTACK_SIZES})
+        tr = dataclasses.replace(tr, **{k: getattr(tr, k) * scale for k in TRACK_ATTACK_SIZES})
     return RunConfig(
         method=method,
         data=_build(DataConfig, p.get("data", {})),
         model=_build(ModelConfig, p.get("model", {})),
-        train=_build(TrainConfig, p.get("train", {})),
+        train=tr,
         eval=ev,
         method_args=method_args,
     )

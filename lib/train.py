@@ -104,6 +104,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"learning rate {t.lr} must be > 0 (paper: 0.1)")
     if any(not 0 < m <= 1 for m in t.milestones):
         raise ConfigError(f"milestones {t.milestones} must be fractions of the epochs in (0, 1] (paper: 0.75, 0.9)")
+    if t.track_every and not (0 <= t.track_eps <= 1 and 0 < t.track_step_size <= 1 and t.track_pgd_steps >= 1):
+        raise ConfigError(f"per-class tracking attack: track_eps={t.track_eps} must be in [0, 1], track_step_size="
+                          f"{t.track_step_size} in (0, 1] and track_pgd_steps={t.track_pgd_steps} >= 1 "
+                          "(pixel units: 8/255 = 0.0314)")
     sp = speed.plan(resolve_device(t.device), amp=t.amp, channels_last=t.channels_last, compile=t.compile,
                     threads=t.threads)
     args = resolve_method_args(cfg.method, cfg.method_args)
@@ -311,8 +315,9 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
         }
         if track is not None and main and ((epoch + 1) % cfg.train.track_every == 0
                                            or epoch + 1 == cfg.train.epochs):
-            row.update(track_per_class(method.eval_model(model), track[0], track[1], data.num_classes, eps=8 / 255,
-                                       step_size=2 / 255, steps=cfg.train.track_pgd_steps))
+            row.update(track_per_class(method.eval_model(model), track[0], track[1], data.num_classes,
+                                       eps=cfg.train.track_eps, step_size=cfg.train.track_step_size,
+                                       steps=cfg.train.track_pgd_steps))
         history.append(row)
         finished = epoch + 1 == cfg.train.epochs
         ckpt = {

@@ -104,6 +104,7 @@ def test_a_profile_attack_scale_multiplies_every_attack_size():
 
     assert profile_config("demo", "taet").eval.eps == pytest.approx(32 / 255)  # demo: 4x the paper's 8/255
     assert profile_config("demo", "taet").eval.pgd_step_size == pytest.approx(4 / 255)
+    assert profile_config("demo", "atbsl").train.track_eps == pytest.approx(32 / 255)  # Fig. 1-2's tracking attack
     for method in ("taet", "atbsl", "trades", "robal", "las_at", "adt"):
         paper, demo = resolve_method_args(method, {}), profile_config("demo", method).method_args
         for k in ("eps", "step_size", "init_eps"):
