@@ -43,6 +43,7 @@ __all__ = [
     "fgsm",
     "get_attack",
     "pgd",
+    "random_like",
     "register_attack",
     "trusted_inputs",
 ]
@@ -152,7 +153,7 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torc
     return (true - other).clamp(min=-kappa)
 
 
-def _random_like(x: torch.Tensor, kind: str, generator: torch.Generator | None) -> torch.Tensor:
+def random_like(x: torch.Tensor, kind: str, generator: torch.Generator | None) -> torch.Tensor:
     """U[0, 1) or N(0, 1) noise shaped like x; drawn from `generator` (on its own device) when given."""
     sample = torch.rand if kind == "uniform" else torch.randn
     if generator is None:
@@ -217,9 +218,9 @@ def pgd(
         if not random_start:
             x_adv = x.clone()
         elif start == "uniform":
-            x_adv = _project_linf(x + eps * (2.0 * _random_like(x, "uniform", generator) - 1.0), x, eps)
+            x_adv = _project_linf(x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0), x, eps)
         else:
-            x_adv = _project_linf(x + start_std * _random_like(x, "normal", generator), x, eps)
+            x_adv = _project_linf(x + start_std * random_like(x, "normal", generator), x, eps)
         lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
         for _ in range(steps):
             x_adv.requires_grad_(True)

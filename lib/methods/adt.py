@@ -28,19 +28,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import eval_mode
+from ..attacks import eval_mode, random_like
 from ..config import EPS_8, ConfigError
 from .base import Method, StepOutput, check_range, register_method
 from .common import EPS_HINT
 
 _TINY = 1e-8  # official: the guard inside both logs and Adam's eps
 
-
-def _normal_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    if generator is None:
-        return torch.randn_like(x)
-    z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return z.to(device=x.device, dtype=x.dtype)
 
 
 def adt_sample(mu: torch.Tensor, rho: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +62,7 @@ def adt_exp_perturb(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, lr: 
             g_mu = torch.zeros_like(x)
             g_rho = torch.zeros_like(x)
             for _ in range(samples):  # Monte-Carlo draws (not a loop over the batch)
-                z = _normal_like(x, generator)
+                z = random_like(x, "normal", generator)
                 u, std = adt_sample(mu, rho, z)
                 x_adv = (x + eps * u).clamp(0.0, 1.0)
                 objective = F.cross_entropy(model(x_adv), y) + lbd * adt_entropy(z, std, u)
@@ -79,7 +73,7 @@ def adt_exp_perturb(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, lr: 
             mu = (mu.detach() + lr * g_mu / (g_mu.abs() + _TINY))
             rho = (rho.detach() + lr * g_rho / (g_rho.abs() + _TINY))
         with torch.no_grad():
-            u, _ = adt_sample(mu.detach(), rho.detach(), _normal_like(x, generator))
+            u, _ = adt_sample(mu.detach(), rho.detach(), random_like(x, "normal", generator))
             return (x + eps * u).clamp(0.0, 1.0).detach()
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import eval_mode
+from ..attacks import eval_mode, random_like
 from ..config import ConfigError
 from .base import Method, StepOutput, check_range, register_method
 from .common import check_attack_args
@@ -61,13 +61,6 @@ def _round_half_up(v: float) -> int:
     return int(math.floor(v + 0.5))
 
 
-def _uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """U[0, 1) noise shaped like x, drawn from `generator` (on its own device) when given."""
-    if generator is None:
-        return torch.rand(x.shape, device=x.device, dtype=x.dtype)
-    noise = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
-
 
 def ga_pgd(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float, steps: int,
            generator: torch.Generator | None = None, kappa: str = "count") -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +72,7 @@ def ga_pgd(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: fl
     correct_steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     still_correct = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     with eval_mode(model), torch.enable_grad():
-        x_adv = (x + eps * (2.0 * _uniform_like(x, generator) - 1.0)).clamp(0.0, 1.0)
+        x_adv = (x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0)).clamp(0.0, 1.0)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             logits = model(x_adv)

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import eval_mode
+from ..attacks import eval_mode, random_like
 from ..config import ConfigError
 from .base import Method, StepOutput, check_range, register_method
 from .common import check_attack_args, train_pgd
@@ -156,20 +156,12 @@ def robal_loss(adv_logits: torch.Tensor, nat_logits: torch.Tensor, targets: torc
 # ---------------------------------------------------------------------------------------------------
 # The training attack
 # ---------------------------------------------------------------------------------------------------
-def _uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """U[0, 1) noise shaped like x, drawn from `generator` (on its own device) when given."""
-    if generator is None:
-        return torch.rand(x.shape, device=x.device, dtype=x.dtype)
-    noise = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
-
-
 def pgd_one_sided_start(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float, steps: int,
                         generator: torch.Generator | None) -> torch.Tensor:
     """PGD on CE(model(x'), y) from x + ε·U[0, 1) (official `add_reg_train`: no clip before the first step)."""
     x = x.detach()
     with eval_mode(model), torch.enable_grad():
-        x_adv = x + eps * _uniform_like(x, generator)
+        x_adv = x + eps * random_like(x, "uniform", generator)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             loss = F.cross_entropy(model(x_adv), y)

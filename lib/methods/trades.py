@@ -31,17 +31,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import eval_mode
+from ..attacks import eval_mode, random_like
 from .base import Method, StepOutput, check_range, register_method
 from .common import check_attack_args
-
-
-def _normal_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """N(0, 1) noise shaped like x, drawn from `generator` (on its own device) when given."""
-    if generator is None:
-        return torch.randn(x.shape, device=x.device, dtype=x.dtype)
-    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
 
 
 def kl_rows(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -63,7 +55,7 @@ def trades_attack(model, x: torch.Tensor, *, eps: float, step_size: float, steps
     with eval_mode(model), torch.enable_grad():
         with torch.no_grad():
             log_p_nat = F.log_softmax(model(x), dim=1)
-        x_adv = x + start_std * _normal_like(x, generator)  # official: no clip before the first step
+        x_adv = x + start_std * random_like(x, "normal", generator)  # official: no clip before the first step
         for _ in range(steps):
             x_adv.requires_grad_(True)
             kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), log_p_nat, reduction="sum", log_target=True)
