@@ -118,7 +118,9 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], *, ylabel: s
     if xlabel:
         ax.set_xlabel(xlabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    top = np.nanmax([v for vals in series.values() for v in vals] + [1.0])
+    ax.set_ylim(0, 1.2 * top)  # headroom: the legend sits above the bars, never over a value label
+    ax.legend(fontsize=8, ncol=k, loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
