@@ -31,6 +31,8 @@ RESULT_CHANGES = {
     "training attack eps": lambda c: replace(c, method_args={**c.method_args, "eps": 8 / 255}),
     "training attack steps": lambda c: replace(c, method_args={**c.method_args, "steps": 5}),
     "training attack start": lambda c: replace(c, method_args={**c.method_args, "start": "uniform"}),
+    "tracking attack eps": lambda c: replace(c, train=replace(c.train, track_eps=16 / 255)),
+    "precision": lambda c: replace(c, train=replace(c.train, amp="bf16")),
 }
 NO_RESULT_CHANGES = {
     "run name": lambda c: replace(c, name="elsewhere"),
@@ -43,6 +45,10 @@ NO_RESULT_CHANGES = {
     "eval attacks": lambda c: replace(c, eval=replace(c.eval, attacks=("clean",))),
     "eval eps": lambda c: replace(c, eval=replace(c.eval, eps=4 / 255)),
     "eval seed": lambda c: replace(c, eval=replace(c.eval, seed=3)),
+    # how a run is computed, not what (lib.speed)
+    "memory layout": lambda c: replace(c, train=replace(c.train, channels_last="on")),
+    "threads": lambda c: replace(c, train=replace(c.train, threads=1)),
+    "torch.compile": lambda c: replace(c, train=replace(c.train, compile=True)),
 }
 
 
