@@ -603,25 +603,23 @@ def _numerical_check(h: Harness, st: BenchSettings) -> dict[str, Any]:
             kit_out = method.step(km, xb, yb, 1, g)
         x_adv_ref = ref.pgd_official(copy.deepcopy(rm).train(), xb, yb, eps=a.eps, step_size=a.step_size,
                                      steps=a.steps, noise=noise, clip_start=clip)
-        if name == "taet_stage2":
-            ref_loss, ref_logits = ref.taet_stage2_loss(rm, xb, yb, d.num_classes, eps=a.eps, step_size=a.step_size,
-                                                        steps=a.steps, noise=noise, clip_start=clip)
-        else:
-            ref_loss, ref_logits = ref.atbsl_loss(rm, xb, yb, d.class_counts, eps=a.eps, step_size=a.step_size,
-                                                  steps=a.steps, noise=noise, clip_start=clip)
+
+        def reference_loss(model, clip_start, a=a, noise=noise, name=name):
+            """The reference loop's loss and logits for this workload on the batch (same weights and noise)."""
+            if name == "taet_stage2":
+                return ref.taet_stage2_loss(model, xb, yb, d.num_classes, eps=a.eps, step_size=a.step_size,
+                                            steps=a.steps, noise=noise, clip_start=clip_start)
+            return ref.atbsl_loss(model, xb, yb, d.class_counts, eps=a.eps, step_size=a.step_size, steps=a.steps,
+                                  noise=noise, clip_start=clip_start)
+
+        ref_loss, ref_logits = reference_loss(rm, clip)
         ref_v, kit_v = float(ref_loss.detach()), float(kit_out.loss.detach())
         res = {"reference": ref_v, "kit": kit_v, "abs_diff": abs(ref_v - kit_v),
                "logits_max_abs_diff": float((ref_logits - kit_out.logits.float()).detach().abs().max()),
                "x_adv_max_abs_diff": float((x_adv_ref - x_adv_kit).abs().max()),
                "x_adv_pixels_differing": int((x_adv_ref != x_adv_kit).sum())}
         if clip:  # what the official, unclipped start gives on the same batch and noise
-            rm2 = copy.deepcopy(ref_model)
-            if name == "taet_stage2":
-                off, _ = ref.taet_stage2_loss(rm2, xb, yb, d.num_classes, eps=a.eps, step_size=a.step_size,
-                                              steps=a.steps, noise=noise, clip_start=False)
-            else:
-                off, _ = ref.atbsl_loss(rm2, xb, yb, d.class_counts, eps=a.eps, step_size=a.step_size,
-                                        steps=a.steps, noise=noise, clip_start=False)
+            off, _ = reference_loss(copy.deepcopy(ref_model), False)
             res["official_unclipped_start"] = {"reference": float(off.detach()), "abs_diff_to_kit":
                                                abs(float(off.detach()) - kit_v)}
         out[name] = res
