@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench paper lint clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+paper: $(STAMP)  # the paper's setting: CIFAR-10-LT, ResNet-18, 100 epochs, AutoAttack (GPU)
+	$(PY) -m lib pipeline --profile paper
 
 bench: $(STAMP)
 	$(PY) -m lib bench --quick
