@@ -134,8 +134,13 @@ def wall_table(docs: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[st
         hist = doc.get("history") or []
         train_s = sum(float(r["seconds"]) for r in hist)
         eval_s = sum(float(r.get("seconds", 0.0)) for r in doc["results"].values())
-        rows.append([label, str(len(hist)), f"{train_s:.1f}", f"{eval_s:.1f}", f"{train_s + eval_s:.1f}"])
+        rows.append([label, str(len(hist))] + [_seconds(x) for x in (train_s, eval_s, train_s + eval_s)])
     return header, rows
+
+
+def _seconds(x: float) -> str:
+    """One decimal, or three below a second (a smoke run's few batches must not read as 0.0 s)."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.3f}"
 
 
 def series(docs: dict[str, dict[str, Any]], attacks=("clean", "pgd20"), metric: str = "balanced"

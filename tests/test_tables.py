@@ -1,6 +1,6 @@
 """Tables from eval documents: Table 1 (balanced), Table 2 (rarest classes), the demo's comparison, sweeps."""
 
-from lib.experiments import robustness_table, tail_table
+from lib.experiments import robustness_table, tail_table, wall_table
 from lib.tables import comparison_rows, format_table, rarest_classes
 
 
@@ -35,3 +35,12 @@ def test_demo_comparison_joins_both_shapes():
     assert rows[1] == ["at", "80.0", "40.0", "20.0"]
     text = format_table(header, rows).splitlines()
     assert len(text) == 4 and len({len(line) for line in text}) == 1  # aligned columns
+
+
+def test_wall_table_sums_epoch_and_attack_seconds_and_keeps_short_runs_nonzero():
+    slow = {"history": [{"seconds": 300.0}, {"seconds": 379.2}],
+            "results": {"clean": {"seconds": 4.8}, "pgd20": {"seconds": 50.0}}}
+    fast = {"history": [{"seconds": 0.02}, {"seconds": 0.021}], "results": {"clean": {"seconds": 0.003}}}
+    header, rows = wall_table({"adt": slow, "ce": fast})
+    assert header == ["method", "epochs", "train s", "eval s", "total s"]
+    assert rows == [["adt", "2", "679.2", "54.8", "734.0"], ["ce", "2", "0.041", "0.003", "0.044"]]
