@@ -254,6 +254,30 @@ def dataset_or_standin(dataset: str, standin: str | None, data_dir: str = "data"
                          f"Put the files in `{data_dir}/` or run with `--download` online to use {dataset}.")
 
 
+# DermaMNIST's train set runs from 4,693 melanocytic nevi down to 80 dermatofibromas (MedMNIST v2): ratio 58.7.
+DERMA_TRAIN_RATIO = 4693 / 80
+
+
+def derma_data(d: dict[str, Any], data_dir: str = "data") -> tuple[dict[str, Any], str, str]:
+    """Notebook 06's data section, its label for titles, and a markdown note, from a profile's "derma" settings.
+
+    DermaMNIST when `dermamnist.npz` is in `data_dir` (its own naturally long-tailed splits). Otherwise the
+    profile's stand-in, with its train set long-tailed at DermaMNIST's own ratio, so that Table 3 measures a
+    steeper tail than Table 1 instead of repeating its runs.
+    """
+    dataset, note = dataset_or_standin(d["dataset"], d.get("standin"), data_dir)
+    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir}
+    data.update({k: d[k] for k in ("max_train", "max_test") if d.get(k)})
+    if dataset == d["dataset"]:
+        return data, "DermaMNIST", note
+    data["imbalance_ratio"] = DERMA_TRAIN_RATIO
+    if dataset in ("digits", "synthetic"):
+        data.update(crop_padding=1, flip=False)
+    note += (f" The stand-in's train set is long-tailed at DermaMNIST's own ratio, {DERMA_TRAIN_RATIO:.1f} "
+             "(4,693 to 80 images); its test set follows the profile's test protocol.")
+    return data, f"stand-in {dataset} at IR {DERMA_TRAIN_RATIO:.1f} (DermaMNIST unavailable)", note
+
+
 def config_with_weights(profile: str, method: str, **kw) -> tuple[RunConfig, str]:
     """run_config, falling back to random initialisation (with a note) when pretrained weights cannot be
     fetched (offline)."""

@@ -293,6 +293,27 @@ def test_dermamnist_loads_npz_and_is_kept_natural(tmp_path, capsys):
     assert "naturally long-tailed" in capsys.readouterr().out
 
 
+def test_notebook06_uses_dermamnist_when_present_else_a_standin_at_its_train_ratio(tmp_path):
+    from lib.experiments import DERMA_TRAIN_RATIO, derma_data
+
+    d = {"dataset": "dermamnist", "standin": "digits", "max_test": 100}
+    data, label, note = derma_data(d, data_dir=str(tmp_path))
+    assert data["dataset"] == "digits" and data["imbalance_ratio"] == pytest.approx(4693 / 80)
+    assert "stand-in digits at IR 58.7" in label and "not* dermamnist results" in note
+    b = D.build_data(DataConfig(**data), verbose=False)
+    assert max(b.class_counts) / min(b.class_counts) == pytest.approx(DERMA_TRAIN_RATIO, rel=0.1)
+    assert len(b.test_y) == 100
+    with pytest.raises(D.DataError, match="dermamnist.npz"):  # no stand-in: the missing file is the error
+        derma_data({"dataset": "dermamnist", "standin": None}, data_dir=str(tmp_path))
+
+    rng = np.random.RandomState(0)
+    np.savez(tmp_path / "dermamnist.npz", **{f"{s}_{k}": (rng.randint(0, 256, (14, 28, 28, 3)).astype(np.uint8)
+                                                           if k == "images" else (np.arange(14) % 7).reshape(14, 1))
+                                              for s in ("train", "val", "test") for k in ("images", "labels")})
+    data, label, _ = derma_data(d, data_dir=str(tmp_path))
+    assert data == {"dataset": "dermamnist", "data_dir": str(tmp_path), "max_test": 100} and label == "DermaMNIST"
+
+
 def test_dermamnist_missing_or_broken(tmp_path):
     with pytest.raises(D.DataError, match="dermamnist.npz") as e:
         D.DATASETS["dermamnist"](str(tmp_path), False)
