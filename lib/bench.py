@@ -98,14 +98,6 @@ def memory_kind(device: torch.device, absolute: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------------
 # Per-method costs (notebook 07, paper Fig. 6a)
 # ---------------------------------------------------------------------------------------------------
-def _speed_plan_for(cfg: RunConfig, dev: torch.device):
-    from . import speed
-
-    t = cfg.train
-    return speed.plan(dev, amp=getattr(t, "amp", "auto"), channels_last=getattr(t, "channels_last", "auto"),
-                      compile=getattr(t, "compile", False), threads=getattr(t, "threads", None))
-
-
 def step_costs(cfg: RunConfig, steps: int = 5, warmup: int = 1, threads: int | None = None) -> dict[str, Any]:
     """Time `steps` training steps of each stage the method has on one batch of the run's real data, on the
     kit's fast path (lib.speed settings of the config); project seconds per epoch over the whole schedule
@@ -117,7 +109,7 @@ def step_costs(cfg: RunConfig, steps: int = 5, warmup: int = 1, threads: int | N
     from .train import _build_model, resolve_device, seed_everything
 
     dev = resolve_device(cfg.train.device)
-    sp = _speed_plan_for(cfg, dev)
+    sp = speed.plan_for(cfg.train, dev)
     speed.configure_threads(threads or sp.threads)
     data = build_data(cfg.data, device=dev, verbose=False)
     seed_everything(cfg.train.seed)

@@ -255,7 +255,8 @@ def dataset_or_standin(dataset: str, standin: str | None, data_dir: str = "data"
 
 
 # DermaMNIST's train set runs from 4,693 melanocytic nevi down to 80 dermatofibromas (MedMNIST v2): ratio 58.7.
-DERMA_TRAIN_RATIO = 4693 / 80
+DERMA_LARGEST, DERMA_SMALLEST = 4693, 80
+DERMA_TRAIN_RATIO = DERMA_LARGEST / DERMA_SMALLEST
 
 
 def derma_data(d: dict[str, Any], data_dir: str = "data") -> tuple[dict[str, Any], str, str]:
@@ -271,10 +272,8 @@ def derma_data(d: dict[str, Any], data_dir: str = "data") -> tuple[dict[str, Any
     if dataset == d["dataset"]:
         return data, "DermaMNIST", note
     data["imbalance_ratio"] = DERMA_TRAIN_RATIO
-    if dataset in ("digits", "synthetic"):
-        data.update(crop_padding=1, flip=False)
     note += (f" The stand-in's train set is long-tailed at DermaMNIST's own ratio, {DERMA_TRAIN_RATIO:.1f} "
-             "(4,693 to 80 images); its test set follows the profile's test protocol.")
+             f"({DERMA_LARGEST:,} to {DERMA_SMALLEST} images); its test set follows the profile's test protocol.")
     return data, f"stand-in {dataset} at IR {DERMA_TRAIN_RATIO:.1f} (DermaMNIST unavailable)", note
 
 

@@ -110,6 +110,12 @@ def plan(device: torch.device | str, amp: str = "auto", channels_last: str | boo
     return SpeedPlan(device, resolve_amp(amp, device), resolve_channels_last(channels_last, device), compile, threads)
 
 
+def plan_for(train_cfg, device: torch.device | str) -> SpeedPlan:
+    """:func:`plan` from a TrainConfig's amp / channels_last / compile / threads."""
+    t = train_cfg
+    return plan(device, amp=t.amp, channels_last=t.channels_last, compile=t.compile, threads=t.threads)
+
+
 def autocast_ctx(device: torch.device | str, amp: str):
     """bf16 autocast on `device` when amp resolves to "bf16", else a no-op context."""
     device = torch.device(device)

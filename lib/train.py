@@ -108,8 +108,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"per-class tracking attack: track_eps={t.track_eps} must be in [0, 1], track_step_size="
                           f"{t.track_step_size} in (0, 1] and track_pgd_steps={t.track_pgd_steps} >= 1 "
                           "(pixel units: 8/255 = 0.0314)")
-    sp = speed.plan(resolve_device(t.device), amp=t.amp, channels_last=t.channels_last, compile=t.compile,
-                    threads=t.threads)
+    sp = speed.plan_for(t, resolve_device(t.device))
     args = resolve_method_args(cfg.method, cfg.method_args)
     cfg = replace(cfg, method_args=args, train=replace(t, amp=sp.amp))  # the hash covers the precision used
     # The method's own checks (ε ranges, ce_epochs <= epochs), with a dummy context.
@@ -220,8 +219,7 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
     seed_everything(cfg.train.seed)
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device, distributed=dist_on)
     method = build_method(cfg.method, cfg.method_args, ctx)
-    sp = speed.plan(device, amp=cfg.train.amp, channels_last=cfg.train.channels_last, compile=cfg.train.compile,
-                    threads=cfg.train.threads)
+    sp = speed.plan_for(cfg.train, device)
     speed.configure_threads(sp.threads)
     model = _build_model(cfg, data, method, device)
     model, net = speed.prepare_model(model, sp)  # net: what `method.step` calls (compiled, or the model itself)
