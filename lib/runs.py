@@ -10,7 +10,8 @@ on SIGKILL) and refuses a second writer with a message naming the holder.
 What the hash covers (`config_hash`): every config field that changes what training computes (data,
 including the subsampling seed and test protocol; model; schedule; the method's resolved hyperparameters,
 so the *training* attack's ε / step / steps; the kit's `CODE_VERSION`; the method class's `version` when
-it is above 1). It leaves out `NON_RESULT_FIELDS` (name, out_dir, device, progress bars, data_dir,
+it is above 1). A switch added after runs were cached enters the hash only when it differs from the value that
+reproduces the old behaviour (`HASH_NEUTRAL`), so those runs keep their hashes. It leaves out `NON_RESULT_FIELDS` (name, out_dir, device, progress bars, data_dir,
 download) and the `eval` section: evaluation results are cached per attack in `eval.json`, each with the
 attack's settings, and an attack is recomputed when its settings differ (see `lib.evaluate`).
 
@@ -43,6 +44,11 @@ import torch
 from .config import NON_RESULT_FIELDS, ConfigError, RunConfig
 
 CODE_VERSION = 1  # bump when a change to the kit alters what a given config computes
+
+# Switches added after runs were cached: (section, field) -> the value that reproduces the behaviour from before
+# the switch existed. At that value the field is left out of the hash, so cached runs keep their hashes; any other
+# value enters it. Register a new switch here in the same change that adds it.
+HASH_NEUTRAL: dict[tuple[str, str], Any] = {}
 
 
 class CheckpointError(ConfigError):
@@ -153,6 +159,9 @@ def config_hash(cfg: RunConfig) -> str:
     from .methods import get_method_class
 
     d = _strip(cfg.to_dict(), NON_RESULT_FIELDS)
+    for (section, key), neutral in HASH_NEUTRAL.items():
+        if key in d.get(section, {}) and d[section][key] == neutral:
+            del d[section][key]
     d["code_version"] = CODE_VERSION
     if cfg.train.amp not in ("off", "auto"):  # validate() resolved "auto"; fp32 runs keep their old hashes
         d["precision"] = cfg.train.amp

@@ -120,3 +120,15 @@ def test_a_profile_attack_scale_multiplies_every_attack_size():
     smoke = profile_config("smoke", "taet")  # no scale: the paper's sizes
     assert "eps" not in smoke.method_args and smoke.eval.eps == pytest.approx(8 / 255)
     assert profile_config("demo", "taet").method_args["ce_epochs"] == 24  # the profile's own args still apply
+
+
+def test_a_switch_at_its_neutral_value_leaves_the_hash_of_cached_runs_unchanged(monkeypatch):
+    from lib.config import RunConfig
+    from lib.runs import HASH_NEUTRAL, config_hash
+
+    before = config_hash(RunConfig(method="taet", method_args={"alpha": 0.1}))
+    monkeypatch.setitem(HASH_NEUTRAL, ("method_args", "new_switch"), False)
+    at_neutral = RunConfig(method="taet", method_args={"alpha": 0.1, "new_switch": False})
+    switched = RunConfig(method="taet", method_args={"alpha": 0.1, "new_switch": True})
+    assert config_hash(at_neutral) == before
+    assert config_hash(switched) != before
