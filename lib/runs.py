@@ -10,10 +10,11 @@ on SIGKILL) and refuses a second writer with a message naming the holder.
 What the hash covers (`config_hash`): every config field that changes what training computes (data,
 including the subsampling seed and test protocol; model; schedule; the method's resolved hyperparameters,
 so the *training* attack's ε / step / steps; the kit's `CODE_VERSION`; the method class's `version` when
-it is above 1). A switch added after runs were cached enters the hash only when it differs from the value that
-reproduces the old behaviour (`HASH_NEUTRAL`), so those runs keep their hashes. It leaves out `NON_RESULT_FIELDS` (name, out_dir, device, progress bars, data_dir,
-download) and the `eval` section: evaluation results are cached per attack in `eval.json`, each with the
-attack's settings, and an attack is recomputed when its settings differ (see `lib.evaluate`).
+it is above 1). A switch added after runs were cached enters the hash only when it differs from the value
+that reproduces the old behaviour (`HASH_NEUTRAL`), so those runs keep their hashes. It leaves out
+`NON_RESULT_FIELDS` (name, out_dir, device, progress bars, data_dir, download) and the `eval` section:
+evaluation results are cached per attack in `eval.json`, each with the attack's settings, and an attack is
+recomputed when its settings differ (see `lib.evaluate`).
 
 Fault-injection hook (tests only; inert unless set): `TAET_KIT_FAULT=<stem>_write:<n>` SIGKILLs the process
 on the n-th atomic write of a file whose name up to the first dot is <stem> (`checkpoint_write:2`: the
