@@ -411,6 +411,7 @@ def autoattack(
     batch_size: int | None = None,
     seed: int = 0,
     verbose: bool = False,
+    max_steps: int | None = None,
 ) -> torch.Tensor:
     """AutoAttack (Croce & Hein 2020) through the official code, returning its per-point worst case.
 
@@ -418,7 +419,8 @@ def autoattack(
     (for randomised models). Runs in fp32 (TF32 off on CUDA, autocast off) on x's device. With fewer than
     10 classes the targeted attacks get C - 1 target classes instead of the official 9. x may be the whole
     test set: pyautoattack batches it internally (``batch_size=None`` = its default, 250). The global
-    torch RNG (which pyautoattack reseeds) is left as found.
+    torch RNG (which pyautoattack reseeds) is left as found. ``max_steps`` caps every sub-attack's
+    iterations (Square's queries): `--tiny` only, never a result.
     """
     if norm == "Linf":
         _check_unit("eps", eps)
@@ -464,6 +466,10 @@ def autoattack(
         if num_classes < 10:
             aa.apgd_targeted.n_target_classes = num_classes - 1
             aa.fab.n_target_classes = num_classes - 1
+        if max_steps is not None:  # --tiny: every code path, few iterations
+            for sub in (aa.apgd, aa.apgd_targeted, aa.fab):
+                sub.n_iter = min(sub.n_iter, max_steps)
+            aa.square.n_queries = min(aa.square.n_queries, max_steps)
         x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or AUTOATTACK_BATCH_SIZE)
     x_adv = x_adv.detach().to(device)
     if norm == "Linf":
@@ -511,6 +517,11 @@ def describe_attack(name: str, ecfg: EvalConfig) -> dict[str, Any]:
     return {"name": name, **_DESCRIBE[name](ecfg)}
 
 
+def _steps(n: int, e: EvalConfig) -> int:
+    """An attack's iteration count under `e.max_steps` (`--tiny`'s cap; None = the attack's own)."""
+    return n if e.max_steps is None else min(n, e.max_steps)
+
+
 def _pgd_desc(e: EvalConfig, steps: int, step_size: float, loss: str = "ce", kappa: float | None = None):
     d = {"attack": "pgd", "norm": "Linf", "eps": e.eps, "step_size": step_size, "steps": steps, "loss": loss,
          "random_start": "uniform", "restarts": 1}
@@ -529,30 +540,30 @@ def _fgsm(model, x, y, ecfg, generator=None):
     return fgsm(model, x, y, eps=ecfg.eps)
 
 
-@register_attack("pgd20", describe=lambda e: _pgd_desc(e, 20, e.pgd_step_size))
+@register_attack("pgd20", describe=lambda e: _pgd_desc(e, _steps(20, e), e.pgd_step_size))
 def _pgd20(model, x, y, ecfg, generator=None):
-    return pgd(model, x, y, eps=ecfg.eps, step_size=ecfg.pgd_step_size, steps=20, generator=generator)
+    return pgd(model, x, y, eps=ecfg.eps, step_size=ecfg.pgd_step_size, steps=_steps(20, ecfg), generator=generator)
 
 
-@register_attack("pgd100", describe=lambda e: _pgd_desc(e, 100, e.pgd_step_size))
+@register_attack("pgd100", describe=lambda e: _pgd_desc(e, _steps(100, e), e.pgd_step_size))
 def _pgd100(model, x, y, ecfg, generator=None):
-    return pgd(model, x, y, eps=ecfg.eps, step_size=ecfg.pgd_step_size, steps=100, generator=generator)
+    return pgd(model, x, y, eps=ecfg.eps, step_size=ecfg.pgd_step_size, steps=_steps(100, ecfg), generator=generator)
 
 
-@register_attack("cw_linf", describe=lambda e: _pgd_desc(e, e.cw_linf_steps, e.cw_linf_step_size, "cw",
+@register_attack("cw_linf", describe=lambda e: _pgd_desc(e, _steps(e.cw_linf_steps, e), e.cw_linf_step_size, "cw",
                                                           e.cw_linf_kappa))
 def _cw_linf(model, x, y, ecfg, generator=None):
-    return cw_linf(model, x, y, eps=ecfg.eps, step_size=ecfg.cw_linf_step_size, steps=ecfg.cw_linf_steps,
+    return cw_linf(model, x, y, eps=ecfg.eps, step_size=ecfg.cw_linf_step_size, steps=_steps(ecfg.cw_linf_steps, ecfg),
                    kappa=ecfg.cw_linf_kappa, generator=generator)
 
 
 @register_attack("cw_l2", describe=lambda e: {
-    "attack": "cw_l2", "norm": "L2", "c": e.cw_l2_c, "kappa": e.cw_l2_kappa, "steps": e.cw_l2_steps,
+    "attack": "cw_l2", "norm": "L2", "c": e.cw_l2_c, "kappa": e.cw_l2_kappa, "steps": _steps(e.cw_l2_steps, e),
     "lr": e.cw_l2_lr, "margin": e.cw_l2_margin, "optimizer": "adam", "binary_search": False,
     "reference": "torchattacks.CW"})
 def _cw_l2(model, x, y, ecfg, generator=None):
-    return cw_l2(model, x, y, c=ecfg.cw_l2_c, kappa=ecfg.cw_l2_kappa, steps=ecfg.cw_l2_steps, lr=ecfg.cw_l2_lr,
-                 margin=ecfg.cw_l2_margin)
+    return cw_l2(model, x, y, c=ecfg.cw_l2_c, kappa=ecfg.cw_l2_kappa, steps=_steps(ecfg.cw_l2_steps, ecfg),
+                 lr=ecfg.cw_l2_lr, margin=ecfg.cw_l2_margin)
 
 
 def _aa_desc(e: EvalConfig) -> dict[str, Any]:
@@ -565,6 +576,8 @@ def _aa_desc(e: EvalConfig) -> dict[str, Any]:
     settings = autoattack_settings(10, e.autoattack_version)
     if "n_target_classes" in settings:
         settings["n_target_classes"] = "min(9, num_classes - 1)"
+    if e.max_steps is not None:
+        settings["max_steps"] = e.max_steps  # every sub-attack's iterations (Square: queries), --tiny only
     return {"attack": "autoattack", "norm": "Linf", "eps": e.eps, "version": e.autoattack_version,
             "seed": e.seed, "implementation": impl, "precision": "fp32", **settings}
 
@@ -572,4 +585,4 @@ def _aa_desc(e: EvalConfig) -> dict[str, Any]:
 @register_attack("autoattack", describe=_aa_desc)
 def _autoattack(model, x, y, ecfg, generator=None):
     return autoattack(model, x, y, eps=ecfg.eps, version=ecfg.autoattack_version, seed=ecfg.seed,
-                      batch_size=ecfg.batch_size)
+                      batch_size=ecfg.batch_size, max_steps=ecfg.max_steps)

@@ -81,6 +81,7 @@ class EvalConfig:
     cw_linf_step_size: float = 2.0 / 255.0
     autoattack_version: str = "standard"
     batch_size: int = 256
+    max_steps: int | None = None  # cap on every attack's iterations, AutoAttack's too (--tiny: 2); None = their own
     seed: int = 0
 
 
@@ -186,8 +187,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "hel_grid": HEL_GRID,
             "ce_epochs_grid": [0, 6, 12, 24, 36],
             "tsne_per_class": 54,
-            "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": "fashion_mnist", "epochs": 10,
-                      "ce_epochs": 4, "max_train": 1500, "max_test": 500},
+            # DermaMNIST absent: Fashion-MNIST (Debian package, or torchvision's with --download), else bundled digits.
+            "derma": {"dataset": "dermamnist", "arch": "small_cnn", "standin": ["fashion_mnist", "digits"],
+                      "epochs": 10, "ce_epochs": 4, "max_train": 1500, "max_test": 500},
             "efficiency": {"arch": "small_cnn", "batch_size": 64, "steps": 5, "dataset": "digits"},
         },
     },

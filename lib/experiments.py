@@ -239,19 +239,33 @@ def separation_table(points: dict[str, tuple[Any, Any]]) -> tuple[list[str], lis
     return ["method", "silhouette"], rows
 
 
-def dataset_or_standin(dataset: str, standin: str | None, data_dir: str = "data") -> tuple[str, str]:
-    """(dataset to use, a markdown note). Uses `standin` (with a note) when `dataset`'s files are missing."""
+def dataset_or_standin(dataset: str, standin: str | list[str] | None, data_dir: str = "data",
+                       download: bool = False) -> tuple[str, str]:
+    """(dataset to use, a markdown note). When `dataset`'s files are missing (and cannot be downloaded, when
+    `download`), the first of the stand-ins `standin` that loads, with a note saying so."""
     from .data import DATASETS, DataError
 
     try:
-        DATASETS[dataset](data_dir, False)
+        DATASETS[dataset](data_dir, download)
         return dataset, f"Data set: **{dataset}** from `{data_dir}/`."
     except DataError as e:
-        if not standin:
+        standins = [standin] if isinstance(standin, str) else list(standin or [])
+        if not standins:
             raise
-        return standin, (f"**{dataset} is not available here** ({e}). This profile substitutes **{standin}** "
-                         f"so the notebook runs end to end; its numbers are *not* {dataset} results. "
-                         f"Put the files in `{data_dir}/` or run with `--download` online to use {dataset}.")
+        skipped = []
+        for s in standins[:-1]:
+            try:
+                DATASETS[s](data_dir, download)
+                break
+            except DataError as err:
+                skipped.append(f"{s} ({err})")
+        else:
+            s = standins[-1]
+            DATASETS[s](data_dir, download)  # the last one's DataError, if any, is the notebook's
+        also = f" Stand-in(s) not available either: {'; '.join(skipped)}." if skipped else ""
+        return s, (f"**{dataset} is not available here** ({e}). This profile substitutes **{s}** "
+                   f"so the notebook runs end to end; its numbers are *not* {dataset} results.{also} "
+                   f"Put the files in `{data_dir}/` or run with `--download` online to use {dataset}.")
 
 
 # DermaMNIST's train set runs from 4,693 melanocytic nevi down to 80 dermatofibromas (MedMNIST v2): ratio 58.7.
@@ -266,8 +280,9 @@ def derma_data(d: dict[str, Any], data_dir: str = "data") -> tuple[dict[str, Any
     profile's stand-in, with its train set long-tailed at DermaMNIST's own ratio, so that Table 3 measures a
     steeper tail than Table 1 instead of repeating its runs.
     """
-    dataset, note = dataset_or_standin(d["dataset"], d.get("standin"), data_dir)
-    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir}
+    data_dir, download = d.get("data_dir", data_dir), bool(d.get("download", False))  # lib.tiny.prepare_profile
+    dataset, note = dataset_or_standin(d["dataset"], d.get("standin"), data_dir, download)
+    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir, "download": download}
     data.update({k: d[k] for k in ("max_train", "max_test") if d.get(k)})
     if dataset == d["dataset"]:
         return data, "DermaMNIST", note
