@@ -42,6 +42,7 @@ __all__ = [
     "eval_mode",
     "fgsm",
     "get_attack",
+    "linf_ascent",
     "pgd",
     "random_like",
     "register_attack",
@@ -153,13 +154,75 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torc
     return (true - other).clamp(min=-kappa)
 
 
-def random_like(x: torch.Tensor, kind: str, generator: torch.Generator | None) -> torch.Tensor:
-    """U[0, 1) or N(0, 1) noise shaped like x; drawn from `generator` (on its own device) when given."""
+def random_like(x: torch.Tensor, kind: str, generator: torch.Generator | None,
+                shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """U[0, 1) or N(0, 1) noise shaped like x (or `shape`), on x's device and dtype: the kit's one noise source
+    for attack starts and sampling. Drawn in float32 from `generator` on its own device, then moved, so a
+    CPU generator gives the same draws whatever x's device; from the global RNG when `generator` is None."""
     sample = torch.rand if kind == "uniform" else torch.randn
+    shape = x.shape if shape is None else shape
     if generator is None:
-        return sample(x.shape, device=x.device, dtype=x.dtype)
-    noise = sample(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
+        return sample(shape, device=x.device, dtype=x.dtype)
+    noise = sample(shape, generator=generator, device=generator.device, dtype=torch.float32)
     return noise.to(device=x.device, dtype=x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The l_inf ascent loop every PGD-style attack runs (evaluation and training attacks alike).
+# ---------------------------------------------------------------------------------------------------
+CLAMP_ORDERS = ("ball_then_unit", "fused")
+
+
+def linf_ascent(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_start: torch.Tensor,
+    *,
+    eps: float | torch.Tensor,
+    step_size: float | torch.Tensor | Callable[[int], float | torch.Tensor],
+    steps: int,
+    objective: Callable[[torch.Tensor, int], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+    clamp_order: str = "ball_then_unit",
+) -> torch.Tensor:
+    """Sign-gradient ascent in the l_inf ball around x (Madry et al. 2018), from the caller's own start.
+
+    ``steps`` times: ``logits = model(x')``, then ``x' <- clip(x' + step·sign(∇_x' objective(logits, t)))``.
+    The clip is ``clamp_order="ball_then_unit"``, ``min(max(·, x − ε), x + ε)`` then [0, 1] (the order of the
+    official TRADES, MART, RoBal, REAT, GAIRAT and LAS-AT code), or ``"fused"``, one clamp to
+    [max(x − ε, 0), min(x + ε, 1)] (the same numbers in one kernel; :func:`pgd`'s). ``eps`` and ``step_size``
+    may be tensors broadcastable to x (per-example values); ``step_size`` may be a function of the step index t.
+    ``objective`` returns the scalar to ascend, or ``(scalar, moving)`` with a bool mask of shape (N,): only
+    the samples where ``moving`` is set take the step, and the loop ends once none is (early stopping).
+
+    The start (noise, clipped or not) is the caller's, and so is the model's train/eval mode (training
+    attacks enter :func:`eval_mode`). Gradients are taken with respect to x' only, so parameters gain no
+    ``.grad``. Returns x' detached, not clipped again (an unclipped start comes back as it is when steps = 0).
+    """
+    _check_steps("steps", steps)
+    _check_choice("clamp_order", clamp_order, CLAMP_ORDERS)
+    x = x.detach()
+    if clamp_order == "fused":
+        lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+    else:
+        lo, hi = x - eps, x + eps
+    x_adv = x_start.detach()
+    view = (-1,) + (1,) * (x.dim() - 1)
+    with torch.enable_grad():
+        for t in range(steps):
+            x_adv.requires_grad_(True)
+            out = objective(model(x_adv), t)
+            loss, moving = out if isinstance(out, tuple) else (out, None)
+            if moving is not None and not bool(moving.any()):
+                break
+            grad = _input_grad(loss, x_adv)
+            step = step_size(t) if callable(step_size) else step_size
+            moved = x_adv.detach() + step * grad.sign()
+            if clamp_order == "fused":
+                moved = torch.clamp(moved, lo, hi)
+            else:
+                moved = torch.min(torch.max(moved, lo), hi).clamp(0.0, 1.0)
+            x_adv = moved if moving is None else torch.where(moving.view(view), moved, x_adv.detach())
+    return x_adv.detach()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -202,7 +265,8 @@ def pgd(
     "CW" column: 20 steps, kappa=50). Random start: ``start="uniform"`` is ``x + U(-eps, eps)``
     (torchattacks.PGD, Madry); ``start="normal"`` is ``x + start_std·N(0, 1)`` (the training attack of the
     official TAET, AT-BSL and TRADES code). Either start is clipped to the ball and to [0, 1].
-    ``random_start=False`` starts at x. Each step: ``x' <- clip_ball(x' + step_size·sign(∇ loss))``.
+    ``random_start=False`` starts at x. Each step (:func:`linf_ascent`):
+    ``x' <- clip_ball(x' + step_size·sign(∇ loss))``.
     Noise comes from ``generator`` when given (it may live on another device than x).
     """
     _check_unit("eps", eps)
@@ -214,26 +278,19 @@ def pgd(
     _check_nonneg("kappa", kappa)
     _check_batch(x, y)
     x = x.detach()
-    with eval_mode(model), torch.enable_grad():
-        if not random_start:
-            x_adv = x.clone()
-        elif start == "uniform":
-            x_adv = _project_linf(x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0), x, eps)
-        else:
-            x_adv = _project_linf(x + start_std * random_like(x, "normal", generator), x, eps)
-        lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            logits = model(x_adv)
-            if loss == "ce":
-                objective = F.cross_entropy(logits, y, reduction="sum")
-            else:
-                objective = -cw_margin(logits, y, kappa).sum()
-            grad = _input_grad(objective, x_adv)
-            # = _project_linf(...): the ball and [0, 1] intersected once, one clamp per step
-            x_adv = torch.clamp(x_adv.detach() + step_size * grad.sign(), lo, hi)
-    return x_adv.detach()
+    if not random_start:
+        x_start = x.clone()
+    elif start == "uniform":
+        x_start = _project_linf(x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0), x, eps)
+    else:
+        x_start = _project_linf(x + start_std * random_like(x, "normal", generator), x, eps)
 
+    def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="sum") if loss == "ce" else -cw_margin(logits, y, kappa).sum()
+
+    with eval_mode(model):
+        return linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective,
+                           clamp_order="fused")
 
 def cw_linf(
     model: nn.Module,

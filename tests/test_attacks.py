@@ -164,6 +164,60 @@ def test_cw_l2_agrees_with_torchattacks(trained_digits_model):
         assert torch.equal(x_adv[~fooled], x[~fooled])
 
 
+# --- the one l_inf ascent loop ---------------------------------------------------------------------
+def ce_sum(y):
+    return lambda logits, t: nn.functional.cross_entropy(logits, y, reduction="sum")
+
+
+def test_linf_ascent_clamp_orders_agree_and_stay_in_ball(small):
+    model, x, y = small
+    x = x.clone()
+    x[:4] = 0.0  # pixels on both edges of [0, 1]
+    x[4:8] = 1.0
+    start = (x + 0.05 * (2 * torch.rand(x.shape, generator=gen(1)) - 1)).clamp(0, 1)
+    kw = dict(eps=EPS, step_size=0.03, steps=4, objective=ce_sum(y))
+    with A.eval_mode(model):
+        fused = A.linf_ascent(model, x, start, clamp_order="fused", **kw)
+        ordered = A.linf_ascent(model, x, start, clamp_order="ball_then_unit", **kw)
+    assert torch.equal(fused, ordered)
+    assert (fused - x).abs().max() <= EPS + 1e-6 and fused.min() >= 0 and fused.max() <= 1
+    assert accuracy(model, fused, y) < accuracy(model, x, y)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_linf_ascent_per_example_eps_step_schedule_and_moving_mask(small):
+    model, x, y = small
+    n = x.shape[0]
+    eps = torch.linspace(0.0, 0.2, n).view(-1, 1, 1, 1)  # the first example may not move at all
+    with A.eval_mode(model):
+        x_adv = A.linf_ascent(model, x, x, eps=eps, step_size=lambda t: 0.05 if t < 2 else 0.0, steps=5,
+                              objective=ce_sum(y))
+    assert ((x_adv - x).abs().flatten(1).amax(1) <= eps.flatten() + 1e-6).all()
+    assert torch.equal(x_adv[0], x[0])
+    # two steps of 0.05 reach the full ε = 0.1 in some pixel of the examples whose ball allows it
+    big = eps.flatten() >= 0.1
+    assert ((x_adv - x)[big].abs().flatten(1).amax(1) > 0.099).all()
+
+    frozen = torch.arange(n) % 2 == 0  # the even examples never move
+    with A.eval_mode(model):
+        x_mask = A.linf_ascent(model, x, x, eps=EPS, step_size=0.03, steps=3,
+                               objective=lambda z, t: (ce_sum(y)(z, t), ~frozen))
+    assert torch.equal(x_mask[frozen], x[frozen]) and not torch.equal(x_mask[~frozen], x[~frozen])
+    calls = []
+    with A.eval_mode(model):
+        stopped = A.linf_ascent(model, x, x, eps=EPS, step_size=0.03, steps=5,
+                                objective=lambda z, t: (calls.append(t) or ce_sum(y)(z, t), torch.zeros_like(y).bool()))
+    assert calls == [0] and torch.equal(stopped, x)  # no example moves: the loop ends at once
+
+
+def test_random_like_draws_from_the_generator_in_float32():
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    u = A.random_like(x, "uniform", gen(5))
+    assert u.dtype == torch.float64 and torch.equal(u, torch.rand(3, 2, generator=gen(5)).double())
+    n = A.random_like(x, "normal", gen(5), shape=(4, 1))
+    assert n.shape == (4, 1) and torch.equal(n, torch.randn(4, 1, generator=gen(5)).double())
+
+
 # --- reproducibility and argument checks ----------------------------------------------------------
 def test_generator_makes_pgd_deterministic_and_leaves_global_rng_alone(small):
     model, x, y = small
@@ -206,6 +260,8 @@ class Exploding(nn.Module):
     (lambda m, x, y: A.autoattack(m, x, y, eps=0.03, version="plus"), "version"),
     (lambda m, x, y: A.pgd(m, x * 255, y, eps=0.03, step_size=0.01, steps=1), r"x in \[0, 1\]"),
     (lambda m, x, y: A.pgd(m, x, y.int(), eps=0.03, step_size=0.01, steps=1), "int64"),
+    (lambda m, x, y: A.linf_ascent(m, x, x, eps=0.03, step_size=0.01, steps=1, objective=None, clamp_order="x"),
+     "clamp_order"),
 ])
 def test_bad_arguments_raise_config_error_before_any_work(small, call, match):
     _, x, y = small

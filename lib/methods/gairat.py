@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import eval_mode, random_like
+from ..attacks import eval_mode, linf_ascent, random_like
 from ..config import ConfigError
 from .base import Method, StepOutput, check_range, register_method
 from .common import check_attack_args
@@ -71,21 +71,20 @@ def ga_pgd(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: fl
     x = x.detach()
     correct_steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     still_correct = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    with eval_mode(model), torch.enable_grad():
-        x_adv = (x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0)).clamp(0.0, 1.0)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            logits = model(x_adv)
-            correct = logits.detach().argmax(1) == y
-            if kappa == "first":
-                still_correct &= correct
-                correct = still_correct
-            correct_steps += correct
-            grad = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x_adv)[0]
-            x_adv = x_adv.detach() + step_size * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
-    return x_adv.detach(), correct_steps
 
+    def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
+        nonlocal still_correct
+        correct = logits.detach().argmax(1) == y
+        if kappa == "first":
+            still_correct &= correct
+            correct = still_correct
+        correct_steps.add_(correct)
+        return F.cross_entropy(logits, y, reduction="sum")
+
+    x_start = (x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0)).clamp(0.0, 1.0)
+    with eval_mode(model):
+        x_adv = linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective)
+    return x_adv, correct_steps
 
 def gair_weights(kappa: torch.Tensor, steps: int, lam: float, fn: str = "tanh") -> torch.Tensor:
     """Official `GAIR`: per-sample weights from geometry values κ, normalised to sum to the batch size."""

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import eval_mode
+from ..attacks import eval_mode, linf_ascent, random_like
 from ..config import ConfigError
 from .base import Method, StepOutput, register_method
 
@@ -62,13 +62,6 @@ from .base import Method, StepOutput, register_method
 # ---------------------------------------------------------------------------------------------------
 # Pieces (plain functions, tested on their own)
 # ---------------------------------------------------------------------------------------------------
-def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    if generator is None:
-        return torch.rand(shape, device=like.device, dtype=like.dtype)
-    u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return u.to(device=like.device, dtype=like.dtype)
-
-
 def label_smoothed_ce(logits: torch.Tensor, y: torch.Tensor, factor: float) -> torch.Tensor:
     """Official ``LabelSmoothLoss``: CE against a target with `factor` on the true class and
     (1 − factor)/(C − 1) on each other class, averaged over the batch."""
@@ -85,7 +78,7 @@ def sample_actions(logits: list[torch.Tensor], generator: torch.Generator | None
     for lg in logits:  # one entry per head (ε, step, iterations): not a loop over examples
         logp = F.log_softmax(lg, dim=1)
         cdf = logp.detach().exp().cumsum(1)
-        u = _uniform((lg.shape[0], 1), cdf, generator)
+        u = random_like(cdf, "uniform", generator, shape=(lg.shape[0], 1))
         a = (cdf <= u).sum(1).clamp_max(lg.shape[1] - 1)
         actions.append(a)
         log_probs.append(logp.gather(1, a[:, None]).squeeze(1))
@@ -100,19 +93,19 @@ def per_example_pgd(model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, 
     ``x' <- clip_{ε_i-ball, [0,1]}(x' + [t < iters_i]·step_i·sign(∇ CE))``. The model runs in eval mode."""
     x = x.detach()
     view = (-1,) + (1,) * (x.dim() - 1)
-    e = eps.to(x.dtype).view(view)
     a = step_size.to(x.dtype).view(view)
-    lo, hi = x - e, x + e
+
+    def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
+        return F.cross_entropy(logits, y)
+
+    def step(t: int) -> torch.Tensor:
+        return (iters > t).to(x.dtype).view(view) * a  # examples past their own iteration count stay put
+
     n_steps = int(iters.max()) if iters.numel() else 0
-    with eval_mode(model), torch.enable_grad():
-        x_adv = (x + init_eps * (2.0 * _uniform(x.shape, x, generator) - 1.0)).clamp(0.0, 1.0)
-        for t in range(n_steps):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv), y)
-            grad = torch.autograd.grad(loss, x_adv)[0]
-            active = (iters > t).to(x.dtype).view(view)
-            x_adv = torch.min(torch.max(x_adv.detach() + active * a * grad.sign(), lo), hi).clamp(0.0, 1.0)
-    return x_adv.detach()
+    x_start = (x + init_eps * (2.0 * random_like(x, "uniform", generator) - 1.0)).clamp(0.0, 1.0)
+    with eval_mode(model):
+        return linf_ascent(model, x, x_start, eps=eps.to(x.dtype).view(view), step_size=step, steps=n_steps,
+                           objective=objective)
 
 
 def early_stop_pgd(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float, steps: int,
@@ -121,30 +114,22 @@ def early_stop_pgd(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_
     mode: per restart, start U(−ε, ε) clipped to [0, 1]; each step moves only the examples still classified
     correctly and the restart ends early once none is; keep, per example, the restart of largest CE."""
     x = x.detach()
+    view = (-1,) + (1,) * (x.dim() - 1)
     best = x.clone()
     best_loss = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    with torch.enable_grad():
-        for _ in range(restarts):
-            x_adv = (x + eps * (2.0 * _uniform(x.shape, x, generator) - 1.0)).clamp(0.0, 1.0)
-            for _ in range(steps):
-                x_adv.requires_grad_(True)
-                out = model(x_adv)
-                correct = out.argmax(1) == y
-                if not bool(correct.any()):
-                    break
-                grad = torch.autograd.grad(F.cross_entropy(out, y), x_adv)[0]
-                moved = torch.min(torch.max(x_adv.detach() + step_size * grad.sign(), x - eps), x + eps)
-                moved = moved.clamp(0.0, 1.0)
-                keep = correct.view((-1,) + (1,) * (x.dim() - 1))
-                x_adv = torch.where(keep, moved, x_adv.detach())
-            x_adv = x_adv.detach()
-            with torch.no_grad():
-                loss = F.cross_entropy(model(x_adv), y, reduction="none")
-            take = loss >= best_loss
-            best = torch.where(take.view((-1,) + (1,) * (x.dim() - 1)), x_adv, best)
-            best_loss = torch.maximum(best_loss, loss)
-    return best
 
+    def objective(logits: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.cross_entropy(logits, y), logits.argmax(1) == y  # only the still-correct examples move
+
+    for _ in range(restarts):
+        x_start = (x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0)).clamp(0.0, 1.0)
+        x_adv = linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective)
+        with torch.no_grad():
+            loss = F.cross_entropy(model(x_adv), y, reduction="none")
+        take = loss >= best_loss
+        best = torch.where(take.view(view), x_adv, best)
+        best_loss = torch.maximum(best_loss, loss)
+    return best
 
 def las_reward(robust_loss: torch.Tensor, lookahead_robust_acc: torch.Tensor, lookahead_clean_acc: torch.Tensor,
                *, a: float = 1.0, b: float = 1.0, c: float = 1.0, r2_param: float = 4.0, r3_param: float = 2.0

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..attacks import eval_mode
+from ..attacks import eval_mode, linf_ascent, random_like
 from ..config import EPS_8
 from ..losses import balanced_softmax_loss
 from .base import Method, StepOutput, check_range, register_method
@@ -107,30 +107,18 @@ def tail_loss(features: torch.Tensor, targets: torch.Tensor, tail_mask: torch.Te
     return (is_tail * kl_mean * signed).sum() / count.clamp(min=1.0)
 
 
-def _uniform_ball(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
-    """U(−ε, ε) noise shaped like x, drawn from `generator` (on its own device) when given."""
-    if generator is None:
-        u = torch.rand(x.shape, device=x.device, dtype=x.dtype)
-    else:
-        u = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
-        u = u.to(device=x.device, dtype=x.dtype)
-    return eps * (2.0 * u - 1.0)
-
-
 def rbl_attack(model, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, *, eps: float, step_size: float,
                steps: int, generator: torch.Generator | None) -> torch.Tensor:
     """PGD on RBL from x + U(−ε, ε), not clipped before the first step (official `REAT`), in eval mode."""
     x = x.detach()
-    with eval_mode(model), torch.enable_grad():
-        x_adv = x + _uniform_ball(x, eps, generator)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            loss = rbl_loss(model(x_adv), y, weights)
-            grad = torch.autograd.grad(loss, x_adv)[0]
-            x_adv = x_adv.detach() + step_size * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
-    return x_adv.detach().clamp(0.0, 1.0)
 
+    def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
+        return rbl_loss(logits, y, weights)
+
+    x_start = x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0)
+    with eval_mode(model):
+        x_adv = linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective)
+    return x_adv.clamp(0.0, 1.0)
 
 @register_method
 class REAT(Method):

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import eval_mode, random_like
+from ..attacks import eval_mode, linf_ascent, random_like
 from ..config import ConfigError
 from .base import Method, StepOutput, check_range, register_method
 from .common import check_attack_args, train_pgd
@@ -160,16 +160,14 @@ def pgd_one_sided_start(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
                         generator: torch.Generator | None) -> torch.Tensor:
     """PGD on CE(model(x'), y) from x + ε·U[0, 1) (official `add_reg_train`: no clip before the first step)."""
     x = x.detach()
-    with eval_mode(model), torch.enable_grad():
-        x_adv = x + eps * random_like(x, "uniform", generator)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv), y)
-            grad = torch.autograd.grad(loss, x_adv)[0]
-            x_adv = x_adv.detach() + step_size * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
-    return x_adv.detach().clamp(0.0, 1.0)
 
+    def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
+        return F.cross_entropy(logits, y)
+
+    with eval_mode(model):
+        x_adv = linf_ascent(model, x, x + eps * random_like(x, "uniform", generator), eps=eps, step_size=step_size,
+                            steps=steps, objective=objective)
+    return x_adv.clamp(0.0, 1.0)
 
 # ---------------------------------------------------------------------------------------------------
 # The methods

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import eval_mode, random_like
+from ..attacks import eval_mode, linf_ascent, random_like
 from .base import Method, StepOutput, check_range, register_method
 from .common import check_attack_args
 
@@ -52,18 +52,16 @@ def trades_attack(model, x: torch.Tensor, *, eps: float, step_size: float, steps
                   generator: torch.Generator | None) -> torch.Tensor:
     """l_inf PGD maximising Σ_i KL(p(x_i) ‖ p(x'_i)) in eval mode (official `trades_loss`, distance='l_inf')."""
     x = x.detach()
-    with eval_mode(model), torch.enable_grad():
+    with eval_mode(model):
         with torch.no_grad():
             log_p_nat = F.log_softmax(model(x), dim=1)
-        x_adv = x + start_std * random_like(x, "normal", generator)  # official: no clip before the first step
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), log_p_nat, reduction="sum", log_target=True)
-            grad = torch.autograd.grad(kl, x_adv)[0]
-            x_adv = x_adv.detach() + step_size * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
-    return x_adv.detach().clamp(0.0, 1.0)
 
+        def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
+            return F.kl_div(F.log_softmax(logits, dim=1), log_p_nat, reduction="sum", log_target=True)
+
+        x_start = x + start_std * random_like(x, "normal", generator)  # official: no clip before the first step
+        x_adv = linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective)
+    return x_adv.clamp(0.0, 1.0)
 
 @register_method
 class TRADES(Method):
