@@ -28,7 +28,22 @@ class MethodContext:
 class Method:
     """A training method: `step(model, x, y, epoch, generator)` builds what the current stage needs
     (adversarial examples or not) and returns the loss. Hyperparameters live in the nested `Args`
-    dataclass, whose defaults are the official code's values."""
+    dataclass, whose defaults are the official code's values.
+
+    The contract of `step` (tests/test_methods_contract.py checks it for every registered method):
+    - it returns `StepOutput(loss, logits)`: a finite scalar to back-propagate and the logits of the batch
+      the loss was computed on, shape (N, C); the trainer calls `backward` and steps the optimizer, never
+      `step`, so the model's parameters and their `.grad` are as the trainer left them (an attack
+      differentiates with respect to its input only, `lib.attacks.linf_ascent`). Allowed exceptions: the
+      BatchNorm statistics of train-mode forward passes, and a re-parametrisation the method declares (HE
+      projects its head's weight onto the unit sphere, as its official code);
+    - every random draw comes from `generator` (the global RNG only when it is None), so one seed gives one
+      loss; the model's own randomness (dropout) is the trainer's;
+    - state kept across steps (counts, an auxiliary network and its own optimizer, as LAS-AT's strategy
+      network) goes through `state_dict` / `load_state_dict`, so an exact resume reproduces the run;
+    - `self.current_lr` is an input: the trainer sets it at the start of every epoch, `step` only reads it;
+    - `epoch` (0-indexed) selects the stage (`stage(epoch)`); `self.ctx` gives the class counts.
+    """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
