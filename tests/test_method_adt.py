@@ -1,14 +1,14 @@
-"""ADT-EXP: the entropy estimate by hand, the inner step equals the official Adam(β = 0), the ε-ball, a run."""
+"""ADT-EXP: the entropy estimate by hand, the inner step equals the official Adam(β = 0), the ε-ball, the defaults
+(the contract every method keeps: test_methods_contract.py)."""
 
 import math
 
 import torch
 import torch.nn.functional as F
 
-from lib.methods import METHODS, MethodContext, build_method
+from lib.methods import MethodContext, build_method
 from lib.methods.adt import adt_entropy, adt_exp_perturb, adt_sample
 from lib.models import create_model
-from lib.train import train_run
 
 
 def test_entropy_estimate_by_hand():
@@ -67,14 +67,3 @@ def test_samples_stay_in_the_eps_ball_and_are_reproducible():
 def test_defaults_are_the_official_ones():
     m = build_method("adt", {}, MethodContext(10, [1] * 10, 1, torch.device("cpu")))
     assert (m.args.eps, m.args.lr, m.args.steps, m.args.samples, m.args.lbd) == (8 / 255, 0.3, 7, 5, 0.01)
-
-
-def test_train_run_lowers_loss(tmp_path, small_cfg):
-    res = train_run(small_cfg(tmp_path, "adt", epochs=2, max_train=192), verbose=False)
-    losses = [r["loss"] for r in res.history]
-    assert losses[-1] < losses[0], losses
-
-
-def test_adt_is_listed_in_train_help(train_help_text):
-    text = train_help_text
-    assert "adt" in METHODS and "  adt " in text and "lbd=0.01" in text

@@ -1,12 +1,13 @@
 """LAS-AT: losses and reward by hand, strategies from the action sets, per-example ε-balls and iteration
-counts, the strategy network's state through a checkpoint, and runs that lower the loss and resume exactly."""
+counts, the strategy network's state through a checkpoint, and a run that resumes exactly (the contract every
+method keeps: test_methods_contract.py)."""
 
 import io
 import math
 
 import torch
 
-from lib.methods import METHODS, MethodContext, build_method
+from lib.methods import MethodContext, build_method
 from lib.methods.las_at import label_smoothed_ce, las_reward, per_example_pgd, sample_actions
 from lib.models import create_model
 from lib.train import train_run
@@ -121,10 +122,9 @@ def test_method_state_round_trip():
         assert torch.equal(p1, p2)
 
 
-def test_train_run_lowers_loss_and_resumes_exactly(tmp_path, small_cfg):
+def test_train_run_resumes_exactly(tmp_path, small_cfg):
     full = train_run(small_cfg(tmp_path / "a", "las_at", epochs=2, max_train=320, **FAST), verbose=False)
     losses = [r["loss"] for r in full.history]
-    assert losses[-1] < losses[0], losses
     cfg = small_cfg(tmp_path / "b", "las_at", epochs=2, max_train=320, **FAST)
     train_run(cfg, verbose=False, stop_after_epoch=1)  # 5 batches: strategy updates at batches 3, 6 and 9
     resumed = train_run(cfg, resume=True, verbose=False)
@@ -133,8 +133,3 @@ def test_train_run_lowers_loss_and_resumes_exactly(tmp_path, small_cfg):
         assert torch.equal(t1, t2), k
     for (k, t1), t2 in zip(full.method.net.state_dict().items(), resumed.method.net.state_dict().values()):
         assert torch.equal(t1, t2), k
-
-
-def test_las_at_is_listed_in_train_help(train_help_text):
-    text = train_help_text
-    assert "las_at" in METHODS and "  las_at " in text and "r2_param=4.0" in text

@@ -1,4 +1,5 @@
-"""MART: the loss by hand, agreement with the official formula (value and gradient), a training run, the CLI."""
+"""MART: the loss by hand, agreement with the official formula (value and gradient), the defaults
+(the contract every method keeps: test_methods_contract.py)."""
 
 import math
 
@@ -6,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.methods import METHODS, MethodContext, build_method
+from lib.methods import MethodContext, build_method
 from lib.methods.mart import mart_loss
-from lib.train import train_run
 
 
 def test_loss_by_hand():
@@ -51,28 +51,6 @@ def test_matches_official_formula_value_and_gradient():
         assert torch.allclose(a, b, atol=1e-6)  # the (1 - p_y) weight is not detached, as official
 
 
-def test_step_defaults_are_official_and_attack_leaves_no_grads():
-    m = build_method("mart", {}, MethodContext(10, [10] * 10, 2, torch.device("cpu")))
-    a = m.args
+def test_defaults_are_official():
+    a = build_method("mart", {}, MethodContext(10, [10] * 10, 2, torch.device("cpu"))).args
     assert (a.beta, a.eps, a.step_size, a.steps, a.start, a.start_std) == (6.0, 0.031, 0.007, 10, "normal", 0.001)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(8 * 8 * 8, 10)).train()
-    x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
-    before = model[1].running_mean.clone()
-    out = m.step(model, x, y, 0, torch.Generator().manual_seed(0))
-    assert out.loss.ndim == 0 and out.logits.shape == (8, 10) and model.training
-    assert all(p.grad is None for p in model.parameters())
-    assert not torch.equal(before, model[1].running_mean)  # the loss's forward passes ran in train mode
-
-
-def test_one_run_on_synthetic_lowers_the_loss(tmp_path, small_cfg):
-    res = train_run(small_cfg(tmp_path, "mart", epochs=2), verbose=False)
-    losses = [r["loss"] for r in res.history]
-    assert losses[-1] < losses[0], losses
-
-
-def test_listed_in_train_help(train_help_text):
-    assert "mart" in METHODS
-    text = train_help_text
-    assert "mart" in text and "MART" in text

@@ -1,4 +1,5 @@
-"""REAT: effective-number weights and the tail term by hand, the per-epoch state, training and exact resume."""
+"""REAT: effective-number weights and the tail term by hand, the per-epoch state, exact resume
+(the contract every method keeps: test_methods_contract.py)."""
 
 import math
 from dataclasses import replace
@@ -7,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.__main__ import build_parser
 from lib.config import profile_config
 from lib.methods import MethodContext, build_method
 from lib.methods.reat import (
@@ -128,10 +128,8 @@ def _cfg(tmp_path, epochs=2):
                    train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
 
 
-def test_training_lowers_the_loss_and_counts_adversarial_predictions(tmp_path):
+def test_training_counts_adversarial_predictions(tmp_path):
     res = train_run(_cfg(tmp_path, epochs=2), verbose=False)
-    losses = [r["loss"] for r in res.history]
-    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
     state = res.method.state_dict()
     n = res.data.train_y.numel()
     # epoch 2 started from epoch 1's adversarial predictions; epoch 2's own are waiting for epoch 3
@@ -149,10 +147,3 @@ def test_resume_restores_the_method_state_exactly(tmp_path):
     sa, sb = full.method.state_dict(), resumed.method.state_dict()
     assert torch.equal(sa["adv_pred_counts"], sb["adv_pred_counts"]) and sa["epoch"] == sb["epoch"] == 1
     assert torch.equal(sa["next_counts"], sb["next_counts"])
-
-
-def test_train_help_lists_reat(capsys):
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--help"])
-    out = capsys.readouterr().out
-    assert "reat " in out and "tail_weight=1.0" in out

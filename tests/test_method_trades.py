@@ -1,4 +1,5 @@
-"""TRADES: the loss by hand, the official KL scaling, the KL attack's contract, a training run, the CLI."""
+"""TRADES: the loss by hand, the official KL scaling, the KL attack's contract, the defaults
+(the contract every method keeps: test_methods_contract.py)."""
 
 import math
 
@@ -6,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.methods import METHODS, MethodContext, build_method
+from lib.methods import MethodContext, build_method
 from lib.methods.trades import kl_rows, trades_attack, trades_loss
-from lib.train import train_run
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -66,28 +66,7 @@ def test_attack_raises_kl_stays_in_ball_leaves_no_grads_and_restores_train_mode(
     assert kl_adv > 10 * kl_start
 
 
-def test_step_in_train_mode_and_defaults_are_official():
+def test_defaults_are_official():
     m = build_method("trades", {}, MethodContext(10, [10] * 10, 2, torch.device("cpu")))
     assert (m.args.beta, m.args.eps, m.args.step_size, m.args.steps, m.args.start_std) == (6.0, 0.031, 0.007, 10,
                                                                                              0.001)
-    torch.manual_seed(0)
-    model = tiny_net().train()
-    x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
-    out = m.step(model, x, y, 0, torch.Generator().manual_seed(0))
-    assert out.loss.ndim == 0 and out.logits.shape == (8, 10) and model.training
-    assert all(p.grad is None for p in model.parameters())
-    out.loss.backward()
-    assert all(p.grad is not None for p in model.parameters())
-
-
-def test_one_run_on_synthetic_lowers_the_loss(tmp_path, small_cfg):
-    res = train_run(small_cfg(tmp_path, "trades", epochs=2), verbose=False)
-    losses = [r["loss"] for r in res.history]
-    assert [r["stage"] for r in res.history] == ["adversarial"] * 2
-    assert losses[-1] < losses[0], losses
-
-
-def test_listed_in_train_help(train_help_text):
-    assert "trades" in METHODS
-    text = train_help_text
-    assert "trades" in text and "beta=6.0" in text
