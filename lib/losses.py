@@ -1,4 +1,5 @@
-"""Losses: cross-entropy, balanced softmax (AT-BSL) and TAET's Hierarchical Equalization Loss (HEL).
+"""Losses: balanced softmax (AT-BSL) and TAET's Hierarchical Equalization Loss (HEL); plain CE is
+`torch.nn.functional.cross_entropy`.
 
 HEL (TAET, arXiv 2503.01924, Sec. 4; official `HARL` function) works on the batch's class-wise mean
 losses L_c of the unreduced per-sample loss:
@@ -24,10 +25,6 @@ from .config import ConfigError
 _TINY = 1e-10
 
 ABSENT_RULES = ("zero", "exclude")
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return F.cross_entropy(logits, targets, reduction=reduction)
 
 
 def balanced_softmax_loss(
@@ -91,13 +88,11 @@ def hel_terms(
     per_sample_loss: torch.Tensor,
     targets: torch.Tensor,
     num_classes: int,
-    alpha: float = 0.1,
-    beta: float = 0.1,
-    gamma: float = 0.1,
+    *,
     absent: str = "zero",
     distributed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(BCL, HDL, RCEL), unweighted. `alpha/beta/gamma` are accepted so the call matches `hel_loss`.
+    """(BCL, HDL, RCEL), unweighted (`hel_loss` weights them by α, β, γ).
 
     absent="zero": a class missing from the batch counts as L_c = 0 over all C classes (official code).
     absent="exclude": means over the classes present in the batch only.
