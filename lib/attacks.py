@@ -10,24 +10,37 @@ pixel units (8/255 = 0.0314). Every attack
 - works on the whole batch at once, on ``x``'s device, and returns a detached tensor in [0, 1]
   (and, for l_inf attacks, inside the ε-ball around ``x``).
 
-The evaluation suite looks attacks up by name in :data:`ATTACKS`; :func:`describe_attack` records the
-settings that produced a number.
+PGD and every training attack of :mod:`lib.methods` run one ascent loop, :func:`linf_ascent`, each with its
+own start and objective. The evaluation suite looks attacks up by name in :data:`ATTACKS`;
+:func:`describe_attack` records the settings that produced a number. The argument checks, eval mode and the
+noise source live in :mod:`lib.attack_base`, the AutoAttack adapter in :mod:`lib.autoattack`; the public
+names of both are importable from here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import logging
 import math
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.attack_base import (  # noqa: F401  (_frozen_params: re-exported for lib.bench)
+    _check_batch,
+    _check_choice,
+    _check_nonneg,
+    _check_steps,
+    _check_unit,
+    _frozen_params,
+    _input_grad,
+    _project_linf,
+    eval_mode,
+    random_like,
+    trusted_inputs,
+)
+from lib.autoattack import _strict_fp32, autoattack, autoattack_available, autoattack_settings  # noqa: F401 (same)
 from lib.config import ConfigError, EvalConfig
 
 __all__ = [
@@ -49,101 +62,10 @@ __all__ = [
     "trusted_inputs",
 ]
 
-_EPS_HINT = "in [0, 1] pixel units on [0, 1] images (e.g. 8/255 = 0.0314)"
-
 
 # ---------------------------------------------------------------------------------------------------
-# Argument checks: cheap, and before any forward pass.
+# The Carlini-Wagner margin (the "cw" PGD loss and CW-L2's f).
 # ---------------------------------------------------------------------------------------------------
-def _check_unit(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{name} must be {_EPS_HINT}; got {value!r}")
-
-
-def _check_steps(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be an integer >= 0; got {value!r}")
-
-
-def _check_nonneg(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
-        raise ConfigError(f"{name} must be a finite number >= 0; got {value!r}")
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{name} must be one of {list(valid)}; got {value!r}")
-
-
-_TRUSTED_INPUTS: contextvars.ContextVar[bool] = contextvars.ContextVar("lib_attacks_trusted_inputs", default=False)
-
-
-@contextlib.contextmanager
-def trusted_inputs(enabled: bool = True) -> Iterator[None]:
-    """Inside this block attacks skip the value check x ∈ [0, 1] (on a GPU one host-device sync per call)
-    and keep every other check (dtype, shape, labels, arguments).
-
-    For loops whose x comes from ``lib.data`` (uint8 / 255, in [0, 1] by construction): the trainer and the
-    evaluation suite enter it; a user's own call outside it keeps the full check. Scoped like
-    ``torch.no_grad`` (a context variable, restored on exit, per thread / task)."""
-    token = _TRUSTED_INPUTS.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _TRUSTED_INPUTS.reset(token)
-
-
-def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise ConfigError("x must be a floating tensor of images (N, C, H, W) with values in [0, 1]")
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
-        raise ConfigError(f"y must be an int64 tensor of shape ({x.shape[0]},); got "
-                          f"{getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}")
-    if x.numel() and not _TRUSTED_INPUTS.get():
-        lo, hi = torch.aminmax(x.detach())
-        lo, hi = float(lo), float(hi)  # one device sync
-        if lo < 0.0 or hi > 1.0:
-            raise ConfigError(f"attacks expect x in [0, 1] (normalise inside the model); got values in "
-                              f"[{lo:.4g}, {hi:.4g}]")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Shared pieces.
-# ---------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode; give back each one's own flag (mixed train/eval survives)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was_training in flags:
-            m.training = was_training
-
-
-@contextlib.contextmanager
-def _frozen_params(model: nn.Module) -> Iterator[None]:
-    """Stop parameters from requiring grad (for third-party code that calls ``.backward()``)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-def _input_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.autograd.grad(loss, x)[0]
-
-
-def _project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Clip to the l_inf ball of radius eps around x, then to [0, 1]."""
-    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
-
-
 def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
     """Per-sample ``clamp(z_y - max_{j != y} z_j, min=-kappa)`` (Carlini & Wagner's f, untargeted).
 
@@ -152,19 +74,6 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torc
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf).amax(1)
     return (true - other).clamp(min=-kappa)
-
-
-def random_like(x: torch.Tensor, kind: str, generator: torch.Generator | None,
-                shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """U[0, 1) or N(0, 1) noise shaped like x (or `shape`), on x's device and dtype: the kit's one noise source
-    for attack starts and sampling. Drawn in float32 from `generator` on its own device, then moved, so a
-    CPU generator gives the same draws whatever x's device; from the global RNG when `generator` is None."""
-    sample = torch.rand if kind == "uniform" else torch.randn
-    shape = x.shape if shape is None else shape
-    if generator is None:
-        return sample(shape, device=x.device, dtype=x.dtype)
-    noise = sample(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -382,156 +291,6 @@ def cw_l2(
                     break
                 prev_cost = cost_now
     return best_adv.clamp_(0.0, 1.0).detach()
-
-
-# ---------------------------------------------------------------------------------------------------
-# AutoAttack (the official code, PyPI `pyautoattack`).
-# ---------------------------------------------------------------------------------------------------
-AUTOATTACK_VERSIONS = ("standard", "rand")
-AUTOATTACK_NORMS = ("Linf", "L2", "L1")
-AUTOATTACK_BATCH_SIZE = 250  # run_standard_evaluation's default
-_AA_MIN_CLASSES = {"standard": 4, "rand": 3}  # targeted DLR reads the 4th-largest logit, DLR the 3rd
-
-
-def autoattack_available() -> bool:
-    """True when the official AutoAttack package (`pyautoattack`) can be imported."""
-    try:
-        import pyautoattack  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _strict_fp32(device: torch.device) -> Iterator[None]:
-    """Disable TF32 for cuDNN convolutions and CUDA matmuls (true fp32), restoring the settings after."""
-    if device.type != "cuda":
-        yield
-        return
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    saved = (conv.fp32_precision, matmul.fp32_precision)
-    conv.fp32_precision, matmul.fp32_precision = "ieee", "ieee"
-    try:
-        yield
-    finally:
-        conv.fp32_precision, matmul.fp32_precision = saved
-
-
-@contextlib.contextmanager
-def _keep_tracer() -> Iterator[None]:
-    """pyautoattack's dynamic-defense check calls sys.settrace(None); give back a coverage/debugger tracer."""
-    tracer = sys.gettrace()
-    try:
-        yield
-    finally:
-        if sys.gettrace() is not tracer:
-            sys.settrace(tracer)
-
-
-@contextlib.contextmanager
-def _aa_logging(verbose: bool) -> Iterator[None]:
-    logger = logging.getLogger("auto-attack")
-    if not verbose:
-        yield
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[autoattack] %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def autoattack_settings(num_classes: int, version: str = "standard") -> dict[str, Any]:
-    """The attacks and target counts the adapter runs for `num_classes` (official: 9 targets)."""
-    attacks = ["apgd-ce", "apgd-t", "fab-t", "square"] if version == "standard" else ["apgd-ce", "apgd-dlr"]
-    settings: dict[str, Any] = {"attacks": attacks}
-    if version == "standard":
-        settings["n_target_classes"] = min(9, num_classes - 1)
-    else:
-        settings["eot_iter"] = 20
-    return settings
-
-
-def autoattack(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    version: str = "standard",
-    norm: str = "Linf",
-    batch_size: int | None = None,
-    seed: int = 0,
-    verbose: bool = False,
-    max_steps: int | None = None,
-) -> torch.Tensor:
-    """AutoAttack (Croce & Hein 2020) through the official code, returning its per-point worst case.
-
-    ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square; ``"rand"``: APGD-CE and APGD-DLR with EOT
-    (for randomised models). Runs in fp32 (TF32 off on CUDA, autocast off) on x's device. With fewer than
-    10 classes the targeted attacks get C - 1 target classes instead of the official 9. x may be the whole
-    test set: pyautoattack batches it internally (``batch_size=None`` = its default, 250). The global
-    torch RNG (which pyautoattack reseeds) is left as found. ``max_steps`` caps every sub-attack's
-    iterations (Square's queries): `--tiny` only, never a result.
-    """
-    if norm == "Linf":
-        _check_unit("eps", eps)
-    else:
-        _check_nonneg("eps", eps)
-    _check_choice("version", version, AUTOATTACK_VERSIONS)
-    _check_choice("norm", norm, AUTOATTACK_NORMS)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ConfigError(f"batch_size must be a positive integer or None; got {batch_size!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed must be an integer; got {seed!r}")
-    _check_batch(x, y)
-    not_fp32 = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()} - {"torch.float32"})
-    if not_fp32:
-        raise ConfigError(f"AutoAttack runs in fp32 but the model has {not_fp32} parameters; call model.float()")
-    try:
-        from pyautoattack import AutoAttack
-    except ImportError:
-        raise ConfigError("AutoAttack needs the official code: pip install pyautoattack "
-                          "(or drop 'autoattack' from the attack list)") from None
-    x = x.detach().float()
-    if x.shape[0] == 0:
-        return x.clone()
-    device = x.device
-    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(_frozen_params(model))
-        stack.enter_context(torch.autocast(device.type, enabled=False))
-        stack.enter_context(_strict_fp32(device))
-        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
-        stack.enter_context(_keep_tracer())
-        stack.enter_context(_aa_logging(verbose))
-        with torch.no_grad():
-            num_classes = model(x[:1]).shape[1]
-        if num_classes < _AA_MIN_CLASSES[version]:
-            raise ConfigError(f"AutoAttack version {version!r} needs at least {_AA_MIN_CLASSES[version]} classes "
-                              f"(its DLR losses read the top logits); the model has {num_classes}")
-        aa = AutoAttack(model, device=device, eps=float(eps), norm=norm, seed=seed, version=version)
-        aa.verbose = verbose
-        if num_classes < 10:
-            aa.apgd_targeted.n_target_classes = num_classes - 1
-            aa.fab.n_target_classes = num_classes - 1
-        if max_steps is not None:  # --tiny: every code path, few iterations
-            for sub in (aa.apgd, aa.apgd_targeted, aa.fab):
-                sub.n_iter = min(sub.n_iter, max_steps)
-            aa.square.n_queries = min(aa.square.n_queries, max_steps)
-        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or AUTOATTACK_BATCH_SIZE)
-    x_adv = x_adv.detach().to(device)
-    if norm == "Linf":
-        return _project_linf(x_adv, x, float(eps))
-    return x_adv.clamp_(0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------

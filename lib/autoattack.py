@@ -1,0 +1,170 @@
+"""AutoAttack (Croce & Hein 2020) through the official code (PyPI `pyautoattack`), with the kit's calling
+convention; re-exported by :mod:`lib.attacks`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from lib.attack_base import (
+    _check_batch,
+    _check_choice,
+    _check_nonneg,
+    _check_unit,
+    _frozen_params,
+    _project_linf,
+    eval_mode,
+)
+from lib.config import ConfigError
+
+AUTOATTACK_VERSIONS = ("standard", "rand")
+AUTOATTACK_NORMS = ("Linf", "L2", "L1")
+AUTOATTACK_BATCH_SIZE = 250  # run_standard_evaluation's default
+_AA_MIN_CLASSES = {"standard": 4, "rand": 3}  # targeted DLR reads the 4th-largest logit, DLR the 3rd
+
+
+def autoattack_available() -> bool:
+    """True when the official AutoAttack package (`pyautoattack`) can be imported."""
+    try:
+        import pyautoattack  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _strict_fp32(device: torch.device) -> Iterator[None]:
+    """Disable TF32 for cuDNN convolutions and CUDA matmuls (true fp32), restoring the settings after."""
+    if device.type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = (conv.fp32_precision, matmul.fp32_precision)
+    conv.fp32_precision, matmul.fp32_precision = "ieee", "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+
+
+@contextlib.contextmanager
+def _keep_tracer() -> Iterator[None]:
+    """pyautoattack's dynamic-defense check calls sys.settrace(None); give back a coverage/debugger tracer."""
+    tracer = sys.gettrace()
+    try:
+        yield
+    finally:
+        if sys.gettrace() is not tracer:
+            sys.settrace(tracer)
+
+
+@contextlib.contextmanager
+def _aa_logging(verbose: bool) -> Iterator[None]:
+    logger = logging.getLogger("auto-attack")
+    if not verbose:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[autoattack] %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def autoattack_settings(num_classes: int, version: str = "standard") -> dict[str, Any]:
+    """The attacks and target counts the adapter runs for `num_classes` (official: 9 targets)."""
+    attacks = ["apgd-ce", "apgd-t", "fab-t", "square"] if version == "standard" else ["apgd-ce", "apgd-dlr"]
+    settings: dict[str, Any] = {"attacks": attacks}
+    if version == "standard":
+        settings["n_target_classes"] = min(9, num_classes - 1)
+    else:
+        settings["eot_iter"] = 20
+    return settings
+
+
+def autoattack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    version: str = "standard",
+    norm: str = "Linf",
+    batch_size: int | None = None,
+    seed: int = 0,
+    verbose: bool = False,
+    max_steps: int | None = None,
+) -> torch.Tensor:
+    """AutoAttack (Croce & Hein 2020) through the official code, returning its per-point worst case.
+
+    ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square; ``"rand"``: APGD-CE and APGD-DLR with EOT
+    (for randomised models). Runs in fp32 (TF32 off on CUDA, autocast off) on x's device. With fewer than
+    10 classes the targeted attacks get C - 1 target classes instead of the official 9. x may be the whole
+    test set: pyautoattack batches it internally (``batch_size=None`` = its default, 250). The global
+    torch RNG (which pyautoattack reseeds) is left as found. ``max_steps`` caps every sub-attack's
+    iterations (Square's queries): `--tiny` only, never a result.
+    """
+    if norm == "Linf":
+        _check_unit("eps", eps)
+    else:
+        _check_nonneg("eps", eps)
+    _check_choice("version", version, AUTOATTACK_VERSIONS)
+    _check_choice("norm", norm, AUTOATTACK_NORMS)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ConfigError(f"batch_size must be a positive integer or None; got {batch_size!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an integer; got {seed!r}")
+    _check_batch(x, y)
+    not_fp32 = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()} - {"torch.float32"})
+    if not_fp32:
+        raise ConfigError(f"AutoAttack runs in fp32 but the model has {not_fp32} parameters; call model.float()")
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError:
+        raise ConfigError("AutoAttack needs the official code: pip install pyautoattack "
+                          "(or drop 'autoattack' from the attack list)") from None
+    x = x.detach().float()
+    if x.shape[0] == 0:
+        return x.clone()
+    device = x.device
+    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        stack.enter_context(_frozen_params(model))
+        stack.enter_context(torch.autocast(device.type, enabled=False))
+        stack.enter_context(_strict_fp32(device))
+        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
+        stack.enter_context(_keep_tracer())
+        stack.enter_context(_aa_logging(verbose))
+        with torch.no_grad():
+            num_classes = model(x[:1]).shape[1]
+        if num_classes < _AA_MIN_CLASSES[version]:
+            raise ConfigError(f"AutoAttack version {version!r} needs at least {_AA_MIN_CLASSES[version]} classes "
+                              f"(its DLR losses read the top logits); the model has {num_classes}")
+        aa = AutoAttack(model, device=device, eps=float(eps), norm=norm, seed=seed, version=version)
+        aa.verbose = verbose
+        if num_classes < 10:
+            aa.apgd_targeted.n_target_classes = num_classes - 1
+            aa.fab.n_target_classes = num_classes - 1
+        if max_steps is not None:  # --tiny: every code path, few iterations
+            for sub in (aa.apgd, aa.apgd_targeted, aa.fab):
+                sub.n_iter = min(sub.n_iter, max_steps)
+            aa.square.n_queries = min(aa.square.n_queries, max_steps)
+        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or AUTOATTACK_BATCH_SIZE)
+    x_adv = x_adv.detach().to(device)
+    if norm == "Linf":
+        return _project_linf(x_adv, x, float(eps))
+    return x_adv.clamp_(0.0, 1.0)
