@@ -1,7 +1,8 @@
 """Training methods, one module each, registered by name in `METHODS`.
 
 Every module in this package is imported here, so a new method is one new file with a
-`@register_method` class (plus its test): nothing else to edit.
+`@register_method` class (plus a test of its official arithmetic; tests/test_methods_contract.py checks
+the contract of its `step` on its own): nothing else to edit.
 """
 
 import importlib
