@@ -279,7 +279,7 @@ def cw_l2(
             logits = model(x_adv)
             cost = l2.sum() + c * f(logits, y, kappa).sum()
             w.grad = _input_grad(cost, w)
-            optimizer.step()
+            optimizer.step()  # Adam on the attack's variable w, not on the model
 
             improved = (logits.detach().argmax(1) != y) & (l2.detach() < best_l2)
             best_l2 = torch.where(improved, l2.detach(), best_l2)

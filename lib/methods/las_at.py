@@ -291,7 +291,7 @@ class LASAT(Method):
         opt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=a.lookahead_momentum,
                               weight_decay=a.lookahead_weight_decay)
         loss = label_smoothed_ce(twin(x_adv), y, a.factor)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)  # the look-ahead copy's own optimizer: the trainer's model is not stepped
         loss.backward()
         opt.step()
         return twin
@@ -319,7 +319,7 @@ class LASAT(Method):
         x_adv = per_example_pgd(model, x, y, eps, step, iters, init_eps=a.init_eps, generator=generator)
         r = self.reward(model, x, x_adv, y, generator).detach()
         policy_loss = sum((-lp * r).mean() for lp in log_probs)
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)  # the strategy network's optimizer (method state), not the trainer's
         policy_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), a.clip_grad_norm)
         self.opt.step()
