@@ -293,7 +293,7 @@ class LASAT(Method):
         loss = label_smoothed_ce(twin(x_adv), y, a.factor)
         opt.zero_grad(set_to_none=True)  # the look-ahead copy's own optimizer: the trainer's model is not stepped
         loss.backward()
-        opt.step()
+        opt.step()  # the look-ahead copy only
         return twin
 
     def reward(self, model, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
@@ -322,7 +322,7 @@ class LASAT(Method):
         self.opt.zero_grad(set_to_none=True)  # the strategy network's optimizer (method state), not the trainer's
         policy_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), a.clip_grad_norm)
-        self.opt.step()
+        self.opt.step()  # the strategy network only
         return policy_loss.detach()
 
     def step(self, model, x, y, epoch, generator) -> StepOutput:
