@@ -75,6 +75,7 @@ def test_step_returns_loss_and_logits_and_leaves_the_parameters_alone(name, batc
     out = last_epoch_step(method, model, x, y, seed=0)
     assert out.loss.ndim == 0 and math.isfinite(out.loss.item()) and out.loss.requires_grad
     assert out.logits.shape == (64, 10)
+    assert method.current_lr == 0.05  # an input the trainer sets; step only reads it
     assert model.training and all(m.training for m in model.modules())  # attacks give the train mode back
     assert all(p.grad is None for p in model.parameters())  # no attack gradient left on a parameter
     for (k, p), q in zip(model.named_parameters(), before.parameters()):
