@@ -33,6 +33,10 @@ class DataConfig:
     seed: int = 0  # long-tail subsampling seed (LDAM / AT-BSL use 0)
     max_train: int | None = None  # cap on the long-tailed train set (keeps its class ratios); None = all
     max_test: int | None = None  # stratified, seeded cap on the test set; None = all
+    # Resize every image to N x N px on the device (bilinear, as PIL's Resize) once, before crop (padding at N px)
+    # and flip, for train and test alike: the model and every attack see N-px tensors (official TAET notebook: 224).
+    # None = native size. Not the same as model.resize, which resizes inside the model (attacks perturb native px).
+    resize_before_crop: int | None = None
 
 
 @dataclass
@@ -79,7 +83,8 @@ class EvalConfig:
     cw_linf_steps: int = 20  # AT-BSL's "CW": PGD-20 on the margin loss
     cw_linf_kappa: float = 50.0
     cw_linf_step_size: float = 2.0 / 255.0
-    autoattack_version: str = "standard"
+    autoattack_version: str = "standard"  # `autoattack`: fra31's AutoAttack (pyautoattack)
+    autoattack_ta_version: str = "standard"  # `autoattack_ta`: torchattacks.AutoAttack (official TAET / AT-BSL eval)
     batch_size: int = 256
     max_steps: int | None = None  # cap on every attack's iterations, AutoAttack's too (--tiny: 2); None = their own
     seed: int = 0
@@ -232,6 +237,33 @@ PROFILES: dict[str, dict[str, Any]] = {
             "efficiency": {"arch": "resnet18", "batch_size": 128, "steps": 20, "dataset": "cifar10"},
         },
     },
+    # The official TAET notebook's protocol (BuhuiOK/TAET-, TAET.ipynb; its AT-BSL baseline code/AT-BSL/AT-BSL.ipynb),
+    # each piece a switch: torchvision ResNet-50 from ImageNet weights, images resized to 224 px before crop (pad 4)
+    # and flip (attacks on 224-px tensors), no input normalisation, an extra train-mode clean forward before the stage
+    # branch, a long-tailed test set, AT-BSL trained with TAET's attack, and AutoAttack as torchattacks runs it. GPU.
+    "taet_notebook": {
+        "seeds": [0],
+        "data": {"dataset": "cifar10", "imbalance_ratio": 10.0, "test_protocol": "long_tailed",
+                 "resize_before_crop": 224, "crop_padding": 4, "flip": True},
+        "model": {"arch": "resnet50_tv", "normalize": False, "pretrained": True},
+        "train": {"epochs": 100, "batch_size": 128, "lr": 0.1, "track_every": 1, "track_size": 1000},
+        "method_args": {"ce_epochs": 40, "extra_clean_forward": True},
+        # Per-method arguments (strict: the method must have them). The TAET repository trains its AT-BSL
+        # baseline with TAET's attack: ε 0.031, step 0.003, 10 steps, start x + 0.001·N(0, 1).
+        "method_args_by_method": {
+            "atbsl": {"eps": 0.031, "step_size": 0.003, "steps": 10, "start": "normal", "start_std": 0.001},
+        },
+        "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf", "autoattack", "autoattack_ta")},
+        "notebooks": {
+            "irs": [10, 20, 50, 100],
+            "hel_grid": HEL_GRID,
+            "ce_epochs_grid": [0, 10, 20, 30, 40, 50],
+            "tsne_per_class": 200,
+            "derma": {"dataset": "dermamnist", "arch": "vit_b16", "pretrained": True, "standin": None,
+                      "epochs": 100, "ce_epochs": 40},
+            "efficiency": {"arch": "resnet50_tv", "batch_size": 128, "steps": 20, "dataset": "cifar10"},
+        },
+    },
 }
 
 
@@ -252,8 +284,9 @@ def scaled_attack_args(method: str, scale: float) -> dict[str, Any]:
 
 
 def profile_config(profile: str, method: str = "taet") -> RunConfig:
-    """The RunConfig of a named profile for `method` (profile method_args the method lacks are dropped; an
-    "attack_scale" multiplies every attack size, training and evaluation)."""
+    """The RunConfig of a named profile for `method` (profile method_args the method lacks are dropped, those of
+    its "method_args_by_method" entry are its own; an "attack_scale" multiplies every attack size, training and
+    evaluation)."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
     from .methods import method_arg_names
@@ -263,6 +296,11 @@ def profile_config(profile: str, method: str = "taet") -> RunConfig:
     scale = p.get("attack_scale", 1.0)
     method_args = scaled_attack_args(method, scale) if scale != 1.0 else {}
     method_args.update({k: v for k, v in p.get("method_args", {}).items() if k in accepted})
+    own = p.get("method_args_by_method", {}).get(method, {})
+    if set(own) - accepted:
+        raise ConfigError(f"profile {profile!r} gives {method!r} argument(s) {sorted(set(own) - accepted)} it does "
+                          f"not have; its arguments: {sorted(accepted)}")
+    method_args.update(own)
     ev = _build(EvalConfig, p.get("eval", {}))
     tr = _build(TrainConfig, p.get("train", {}))
     if scale != 1.0:
@@ -276,6 +314,24 @@ def profile_config(profile: str, method: str = "taet") -> RunConfig:
         eval=ev,
         method_args=method_args,
     )
+
+
+def check_switches(cfg: RunConfig, image_size_fixed: int | None = None) -> None:
+    """The fidelity switches' cross-field checks (cheap; before any data is loaded): one resize per run, and a
+    model with a fixed input size takes only that size. `image_size_fixed`: the architecture's fixed input size."""
+    n = cfg.data.resize_before_crop
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"data.resize_before_crop must be a positive number of pixels (official TAET notebook: "
+                          f"224) or None; got {n!r}")
+    if cfg.model.resize is not None:
+        raise ConfigError(f"data.resize_before_crop={n} and model.resize={cfg.model.resize} both resize the input; "
+                          "keep resize_before_crop (attacks on the resized tensors, as the official TAET notebook) "
+                          "or model.resize (inside the model, attacks on native pixels), not both")
+    if image_size_fixed is not None and n != image_size_fixed:
+        raise ConfigError(f"model {cfg.model.arch!r} takes {image_size_fixed} px inputs but data.resize_before_crop="
+                          f"{n}; set it to {image_size_fixed} or None")
 
 
 def check_seeds(seeds, what: str = "seeds") -> list[int]:

@@ -2,7 +2,8 @@
 
 Every loader returns uint8 images (N, C, H, W) and int64 labels; :func:`build_data` subsamples the train set
 to a long tail (the LDAM / AT-BSL recipe), applies the test protocol, and moves everything to the device once.
-Crop and flip then run on the device, for a whole batch at a time (:func:`augment_batch`).
+Crop and flip then run on the device, for a whole batch at a time (:func:`augment_batch`); with
+``resize_before_crop`` the images are first resized there, once (:func:`resize_images`).
 """
 
 from __future__ import annotations
@@ -408,6 +409,10 @@ def validate_data_config(cfg: DataConfig) -> None:
             raise ConfigError(f"{field} must be >= 1 or None (= all), got {v}")
     if cfg.crop_padding < 0:
         raise ConfigError(f"crop_padding must be >= 0, got {cfg.crop_padding}")
+    n = cfg.resize_before_crop
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"resize_before_crop must be a positive number of pixels (official TAET notebook: 224) "
+                          f"or None (native size); got {n!r}")
 
 
 def build_data(cfg: DataConfig, device: str | torch.device = "cpu", verbose: bool = True) -> DataBundle:
@@ -417,7 +422,9 @@ def build_data(cfg: DataConfig, device: str | torch.device = "cpu", verbose: boo
     as in LDAM / AT-BSL. Test: ``balanced`` keeps the whole test set (AT-BSL, RoBal); ``long_tailed`` subsamples
     it with the same IR and profile (>= 1 per class), seed cfg.seed + 1 (official TAET notebook). Data sets with
     ``natural_long_tail`` keep their own train and test sets. ``max_train`` shrinks the train set keeping its
-    class ratios; ``max_test`` is a stratified, seeded (cfg.seed + 2) cap on the test set.
+    class ratios; ``max_test`` is a stratified, seeded (cfg.seed + 2) cap on the test set. ``resize_before_crop``
+    = N resizes both sets to N x N px on the device (:func:`resize_images`), so crop, flip, the model and every
+    attack work on N-px tensors, as the official TAET notebook's ``Resize(224)`` data transform.
     """
     validate_data_config(cfg)
     loader = DATASETS[cfg.dataset]
@@ -448,6 +455,8 @@ def build_data(cfg: DataConfig, device: str | torch.device = "cpu", verbose: boo
     device = _resolve(device)
     train_x, train_y = raw.train_x[train_idx].to(device), raw.train_y[train_idx].to(device)
     test_x, test_y = raw.test_x[test_idx].to(device), raw.test_y[test_idx].to(device)
+    if cfg.resize_before_crop is not None:
+        train_x, test_x = (resize_images(x, cfg.resize_before_crop) for x in (train_x, test_x))
     bundle = DataBundle(cfg.dataset, train_x, train_y, test_x, test_y, C, class_counts(train_y, C),
                         list(raw.class_names), tuple(raw.mean), tuple(raw.std), train_x.shape[1], train_x.shape[2],
                         cfg.test_protocol, natural)
@@ -462,6 +471,26 @@ def _resolve(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+RESIZE_CHUNK = 1024  # images resized at once (bounds the float intermediate on the device)
+
+
+def resize_images(x_uint8: torch.Tensor, size: int, chunk: int = RESIZE_CHUNK) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> (N, C, size, size) uint8, bilinear with antialiasing, on x's device, in chunks.
+
+    torchvision's tensor resize, which on uint8 matches PIL's ``Resize`` (the official TAET notebook's data
+    transform) to the grey level on the CPU. Done once per data set: every epoch then crops the resized images."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    if x_uint8.shape[-2:] == (size, size):
+        return x_uint8
+    out = torch.empty((*x_uint8.shape[:2], size, size), dtype=torch.uint8, device=x_uint8.device)
+    for i in range(0, len(x_uint8), chunk):
+        out[i:i + chunk] = TF.resize(x_uint8[i:i + chunk], [size, size], interpolation=InterpolationMode.BILINEAR,
+                                     antialias=True)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

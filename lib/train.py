@@ -23,7 +23,7 @@ import torch
 
 from . import distributed, runs, speed
 from .attacks import trusted_inputs
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, check_switches
 from .data import DATASETS, DataBundle, build_data, iterate_batches, validate_data_config
 from .methods import Method, MethodContext, build_method, resolve_method_args
 from .metrics import per_class_recall
@@ -97,6 +97,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"imbalance ratio {cfg.data.imbalance_ratio} < 1; it is n_max / n_min (paper: 10, 20, 50, 100)"
         )
     validate_data_config(cfg.data)
+    check_switches(cfg, MODELS[cfg.model.arch].model_info.input_size)
     t = cfg.train
     if t.epochs < 1 or t.batch_size < 1:
         raise ConfigError(f"epochs ({t.epochs}) and batch size ({t.batch_size}) must be >= 1")

@@ -114,8 +114,13 @@ def resolve_method_args(name: str, values: dict[str, Any], strict: bool = True) 
     fields = {f.name: f for f in dataclasses.fields(cls.Args)}
     unknown = sorted(set(values) - set(fields))
     if unknown and strict:
+        hint = ""
+        if "extra_clean_forward" in unknown:
+            takers = sorted(n for n in METHODS if "extra_clean_forward" in method_arg_names(n))
+            hint = (f" (extra_clean_forward: {name} has no clean pass to add before its stage branch; methods "
+                    f"with one: {takers})")
         raise ConfigError(
-            f"method {name!r} has no hyperparameter(s) {unknown}; its hyperparameters: {sorted(fields)}"
+            f"method {name!r} has no hyperparameter(s) {unknown}; its hyperparameters: {sorted(fields)}{hint}"
         )
     kw = {k: v for k, v in values.items() if k in fields}
     for k, v in list(kw.items()):

@@ -39,3 +39,11 @@ def train_pgd(model, x: torch.Tensor, y: torch.Tensor, args, generator) -> torch
     return pgd(model, x, y, eps=args.eps, step_size=args.step_size, steps=args.steps, loss="ce",
                random_start=args.start != "none", start=args.start if args.start != "none" else "uniform",
                start_std=args.start_std, generator=generator)
+
+
+def extra_clean_forward(model, x: torch.Tensor) -> None:
+    """The official TAET notebook's (cell 7) ``outputs = model(inputs)`` in train mode before the stage branch, in
+    both stages, and its AT-BSL baseline's: the output is never used, so only BatchNorm's running statistics change
+    (one more update with the clean batch). No graph: the update is the same without one."""
+    with torch.no_grad():
+        model(x)

@@ -4,6 +4,8 @@ Stage 1 (epochs < ce_epochs): cross-entropy on clean images (paper: 40 of 100 ep
 Stage 2: PGD examples and the Hierarchical Equalization Loss HEL = α·BCL + β·HDL + γ·RCEL over the batch's
 class-wise mean CE (see `lib.losses.hel_loss`); HEL alone, no extra CE term, as the official code.
 Training attack as the official `HARL`: ε = 0.031, step 0.003, 10 steps, start x + 0.001·N(0,1).
+``extra_clean_forward`` adds the official notebook's discarded train-mode forward on the clean batch before the
+stage branch (BatchNorm statistics only; `taet_notebook` profile).
 Under DDP (torchrun) the class means L_c are those of the global batch (all ranks), as on one process.
 """
 
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 from ..config import ConfigError
 from ..losses import ABSENT_RULES, hel_loss
 from .base import Method, StepOutput, register_method
-from .common import check_attack_args, train_pgd
+from .common import check_attack_args, extra_clean_forward, train_pgd
 
 
 @register_method
@@ -36,6 +38,7 @@ class TAET(Method):
         steps: int = 10  # official: 10
         start: str = "normal"  # official: x + 0.001·N(0, 1)
         start_std: float = 0.001
+        extra_clean_forward: bool = False  # official notebook: True (a discarded clean forward, BatchNorm stats only)
 
     def check(self, epochs: int) -> None:
         check_attack_args(self.args)
@@ -51,6 +54,8 @@ class TAET(Method):
         return "clean" if epoch < self.args.ce_epochs else "adversarial"
 
     def step(self, model, x, y, epoch, generator) -> StepOutput:
+        if self.args.extra_clean_forward:
+            extra_clean_forward(model, x)
         if self.stage(epoch) == "clean":
             logits = model(x)
             return StepOutput(F.cross_entropy(logits, y), logits)
