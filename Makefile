@@ -11,7 +11,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,notebooks]"
-	# torchattacks is only a test oracle (PGD / CW agreement); its requests pin is irrelevant to it here.
+	# torchattacks: the optional extra behind `autoattack_ta` and a test oracle (PGD / CW agreement); installed
+	# without its dependencies, whose `requests` pin does not apply to the kit.
 	$(PY) -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 

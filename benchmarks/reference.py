@@ -164,6 +164,30 @@ def atbsl_loss(model, x, y, class_counts, *, eps: float = 8 / 255, step_size: fl
     return F.cross_entropy(logits + torch.log(prior), y), logits
 
 
+def taet_notebook_loss(model, x, y, num_classes: int, *, adversarial: bool, noise: torch.Tensor | None = None,
+                       clip_start: bool = False, **attack):
+    """(loss, logits) of one batch of the official TAET notebook's loop (cell 7): in train mode it first runs
+    ``outputs = model(inputs)`` on the clean batch, before the stage branch; stage 1 then computes the clean
+    forward again for CE, stage 2 runs HARL (PGD in eval mode, HEL in train mode). The first output is unused:
+    it only moves BatchNorm's running statistics."""
+    model.train()
+    model(x)
+    if not adversarial:
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+    return taet_stage2_loss(model, x, y, num_classes, noise=noise, clip_start=clip_start, **attack)
+
+
+def atbsl_notebook_loss(model, x, y, class_counts, *, noise: torch.Tensor | None = None, clip_start: bool = False,
+                        eps: float = 0.031, step_size: float = 0.003, steps: int = 10):
+    """(loss, logits) of the TAET repository's AT-BSL baseline (``code/AT-BSL``): the same discarded clean forward
+    in train mode, then AT-BSL's loss on PGD examples made with TAET's attack (0.031, step 0.003, 10 steps)."""
+    model.train()
+    model(x)
+    return atbsl_loss(model, x, y, class_counts, eps=eps, step_size=step_size, steps=steps, noise=noise,
+                      clip_start=clip_start)
+
+
 # ---------------------------------------------------------------------------------------------------
 # One training step / one evaluation pass, as the official loops run them
 # ---------------------------------------------------------------------------------------------------
@@ -210,4 +234,4 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
 
 
 __all__ = ["ArrayImages", "make_loader", "endless", "pgd_official", "hel_loop", "taet_stage2_loss", "atbsl_loss",
-           "train_step", "eval_pgd", "make_optimizer"]
+           "taet_notebook_loss", "atbsl_notebook_loss", "train_step", "eval_pgd", "make_optimizer"]

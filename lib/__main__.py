@@ -57,7 +57,11 @@ METHOD_FLAGS: list[tuple[str, str, Any, str, str]] = [
     ("--train-steps", "steps", int, "10", "training attack steps"),
 ]
 
-ATTACK_HELP = "comma-separated subset of: clean, fgsm, pgd20, pgd100, cw_l2, cw_linf, autoattack"
+ATTACK_HELP = ("comma-separated subset of: clean, fgsm, pgd20, pgd100, cw_l2, cw_linf, autoattack, autoattack_ta. "
+               "Two AutoAttacks: autoattack = fra31's standard AutoAttack (pip pyautoattack; 100 APGD iterations, "
+               "9 targets: RobustBench's protocol, the stronger one); autoattack_ta = torchattacks.AutoAttack as the "
+               "official TAET notebook (cell 12) and AT-BSL's eval.py run it, i.e. the papers' AA column (10 "
+               "iterations; needs the optional extra: pip install --no-deps torchattacks==3.5.1)")
 
 
 def _base(profile: str | None, method: str) -> RunConfig:
@@ -169,6 +173,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = validate(config_from_args(a))
     attacks = check_attacks(a.attacks.split(",")) if a.attacks else None
+    if a.evaluate and attacks is None:
+        check_attacks(cfg.eval.attacks)  # a missing optional package is said before training, not after
     dist_on = distributed.init_from_env(cfg.train.device)  # under torchrun: join the process group
     ok = False
     try:

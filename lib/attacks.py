@@ -40,7 +40,15 @@ from lib.attack_base import (  # noqa: F401  (_frozen_params: re-exported for li
     random_like,
     trusted_inputs,
 )
-from lib.autoattack import _strict_fp32, autoattack, autoattack_available, autoattack_settings  # noqa: F401 (same)
+from lib.autoattack import (  # noqa: F401 (_strict_fp32: re-exported for lib.bench)
+    TORCHATTACKS_INSTALL,
+    _strict_fp32,
+    autoattack,
+    autoattack_available,
+    autoattack_settings,
+    autoattack_ta,
+    torchattacks_available,
+)
 from lib.config import ConfigError, EvalConfig
 
 __all__ = [
@@ -48,6 +56,8 @@ __all__ = [
     "attack_names",
     "autoattack",
     "autoattack_available",
+    "autoattack_ta",
+    "check_attack_available",
     "cw_l2",
     "cw_linf",
     "cw_margin",
@@ -59,6 +69,7 @@ __all__ = [
     "pgd",
     "random_like",
     "register_attack",
+    "torchattacks_available",
     "trusted_inputs",
 ]
 
@@ -293,6 +304,19 @@ def cw_l2(
     return best_adv.clamp_(0.0, 1.0).detach()
 
 
+# Optional packages an attack needs: checked by `check_attack_available` before any work starts.
+_REQUIRES: dict[str, tuple[Callable[[], bool], str]] = {
+    "autoattack": (autoattack_available, "autoattack needs the official AutoAttack code: pip install pyautoattack"),
+    "autoattack_ta": (torchattacks_available, f"autoattack_ta needs torchattacks: {TORCHATTACKS_INSTALL}"),
+}
+
+
+def check_attack_available(name: str) -> None:
+    """ConfigError naming the package and the pip command when attack `name` needs one that is missing."""
+    if name in _REQUIRES and not _REQUIRES[name][0]():
+        raise ConfigError(_REQUIRES[name][1] + f" (or drop {name!r} from the attack list)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Registry for the evaluation suite: name -> (model, x, y, ecfg, generator) -> x_adv.
 # ---------------------------------------------------------------------------------------------------
@@ -402,3 +426,27 @@ def _aa_desc(e: EvalConfig) -> dict[str, Any]:
 def _autoattack(model, x, y, ecfg, generator=None):
     return autoattack(model, x, y, eps=ecfg.eps, version=ecfg.autoattack_version, seed=ecfg.seed,
                       batch_size=ecfg.batch_size, max_steps=ecfg.max_steps)
+
+
+def _aa_ta_desc(e: EvalConfig) -> dict[str, Any]:
+    try:
+        from importlib.metadata import version as _pkg_version
+
+        impl = f"torchattacks {_pkg_version('torchattacks')}"
+    except Exception:  # metadata is informative only
+        impl = "torchattacks (not installed)"
+    attacks = ["apgd-ce", "apgd-t", "fab-t", "square"] if e.autoattack_ta_version == "standard" else \
+        ["apgd-ce", "apgd-dlr"]
+    d = {"attack": "autoattack", "norm": "Linf", "eps": e.eps, "version": e.autoattack_ta_version, "seed": e.seed,
+         "implementation": impl, "precision": "fp32", "attacks": attacks, "apgd_steps": 10, "square_queries": 5000,
+         "n_target_classes": "num_classes - 1", "batch_size": e.batch_size,
+         "reference": "official TAET notebook cell 12, AT-BSL eval.py"}
+    if e.max_steps is not None:
+        d["max_steps"] = e.max_steps  # every sub-attack's iterations (Square: queries), --tiny only
+    return d
+
+
+@register_attack("autoattack_ta", describe=_aa_ta_desc)
+def _autoattack_ta(model, x, y, ecfg, generator=None):
+    return autoattack_ta(model, x, y, eps=ecfg.eps, version=ecfg.autoattack_ta_version, seed=ecfg.seed,
+                         max_steps=ecfg.max_steps)

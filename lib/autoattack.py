@@ -1,5 +1,6 @@
-"""AutoAttack (Croce & Hein 2020) through the official code (PyPI `pyautoattack`), with the kit's calling
-convention; re-exported by :mod:`lib.attacks`."""
+"""AutoAttack (Croce & Hein 2020), with the kit's calling convention; re-exported by :mod:`lib.attacks`. Two
+implementations: `autoattack`, the official code (PyPI `pyautoattack`, fra31's standard version), and
+`autoattack_ta`, torchattacks' version, as the official TAET and AT-BSL evaluations ran it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from lib.attack_base import (
     _check_batch,
     _check_choice,
     _check_nonneg,
+    _check_steps,
     _check_unit,
     _frozen_params,
     _project_linf,
@@ -168,3 +170,64 @@ def autoattack(
     if norm == "Linf":
         return _project_linf(x_adv, x, float(eps))
     return x_adv.clamp_(0.0, 1.0)
+
+
+TORCHATTACKS_INSTALL = ("pip install --no-deps 'torchattacks==3.5.1' (the kit's optional extra `torchattacks`; "
+                        "--no-deps: its `requests` pin does not apply)")
+_TA_MIN_CLASSES = 4  # APGD-T's targeted DLR loss reads the 4th-largest logit
+
+
+def torchattacks_available() -> bool:
+    """True when torchattacks (the optional extra behind `autoattack_ta`) can be imported."""
+    try:
+        import torchattacks  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def autoattack_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, version: str = "standard",
+                  seed: int = 0, max_steps: int | None = None) -> torch.Tensor:
+    """AutoAttack as the official TAET notebook (cell 12) and AT-BSL's ``eval.py`` run it: ``torchattacks.AutoAttack(
+    model, norm='Linf', eps, version, n_classes=C, seed)`` on the batch (standard: APGD-CE, APGD-T, FAB-T with 10
+    iterations and C - 1 targets, Square with 5,000 queries; each attack only on the points the previous ones left
+    correct). Weaker than fra31's `autoattack` (100 iterations). fp32, eval mode; the global RNG (which torchattacks
+    reseeds per call) is left as found. ``max_steps`` caps every sub-attack's iterations (Square: queries; --tiny).
+    Needs torchattacks (:data:`TORCHATTACKS_INSTALL`)."""
+    _check_unit("eps", eps)
+    _check_choice("version", version, AUTOATTACK_VERSIONS)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an integer; got {seed!r}")
+    if max_steps is not None:
+        _check_steps("max_steps", max_steps)
+    _check_batch(x, y)
+    try:
+        import torchattacks
+    except ImportError:
+        raise ConfigError(f"autoattack_ta needs torchattacks: {TORCHATTACKS_INSTALL}") from None
+    x = x.detach().float()
+    if x.shape[0] == 0:
+        return x.clone()
+    device = x.device
+    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        stack.enter_context(_frozen_params(model))
+        stack.enter_context(torch.autocast(device.type, enabled=False))
+        stack.enter_context(_strict_fp32(device))
+        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
+        with torch.no_grad():
+            num_classes = model(x[:1]).shape[1]
+        if num_classes < _TA_MIN_CLASSES:
+            raise ConfigError(f"autoattack_ta needs at least {_TA_MIN_CLASSES} classes (APGD-T's DLR loss reads the "
+                              f"top logits); the model has {num_classes}")
+        atk = torchattacks.AutoAttack(model, norm="Linf", eps=float(eps), version=version, n_classes=num_classes,
+                                      seed=seed)
+        if max_steps is not None:  # --tiny: every code path, few iterations
+            for sub in atk._autoattack.attacks:
+                for field in ("steps", "n_queries"):
+                    if hasattr(sub, field):
+                        setattr(sub, field, min(getattr(sub, field), max_steps))
+        x_adv = atk(x, y)
+    return _project_linf(x_adv.detach().to(device), x, float(eps))

@@ -1,4 +1,5 @@
-"""The robustness suite: clean, FGSM, PGD-20, PGD-100, CW-L2, CW-l_inf, AutoAttack -> per-class results.
+"""The robustness suite: clean, FGSM, PGD-20, PGD-100, CW-L2, CW-l_inf, AutoAttack (fra31's `autoattack`; the
+official TAET / AT-BSL evaluations' torchattacks version `autoattack_ta`) -> per-class results.
 
 Each result holds per-class accuracy, overall accuracy, balanced accuracy (= balanced robustness under an
 attack), the test protocol and the attack's settings, and is written to the run's `eval.json` / `eval.csv`.
@@ -21,15 +22,17 @@ from typing import Any
 import torch
 
 from . import runs
-from .attacks import ATTACKS, describe_attack, get_attack, trusted_inputs
+from .attacks import ATTACKS, check_attack_available, describe_attack, get_attack, trusted_inputs
 from .config import ConfigError, EvalConfig
 from .metrics import accuracy, balanced_accuracy, per_class_recall
 
 
 def check_attacks(names) -> tuple[str, ...]:
+    """The attack names as a tuple; ConfigError for an unknown name or a missing optional package (before work)."""
     names = tuple(names)
     for n in names:
         get_attack(n)  # raises ConfigError with the valid names
+        check_attack_available(n)  # autoattack: pyautoattack; autoattack_ta: torchattacks
     if not names:
         raise ConfigError(f"no attack selected; valid: {sorted(ATTACKS)}")
     return names
@@ -127,7 +130,8 @@ def evaluate_run(run_dir, attacks=None, *, device: str = "auto", ecfg: EvalConfi
                  force: bool = False, verbose: bool = True, progress: bool = False) -> dict[str, Any]:
     """Evaluate a trained run folder; results already in eval.json with identical settings are reused.
     Holds the run folder's lock throughout (a second process gets a RunLockedError)."""
-    runs.read_config(run_dir)  # a clear error for a folder that is not a run, before any lock file is made
+    cfg = runs.read_config(run_dir)  # a clear error for a folder that is not a run, before any lock file is made
+    check_attacks(attacks if attacks is not None else (ecfg or cfg.eval).attacks)  # names and packages, before work
     with runs.run_lock(run_dir, "evaluate"):
         return _evaluate_locked(run_dir, attacks, device=device, ecfg=ecfg, force=force, verbose=verbose,
                                 progress=progress)
