@@ -25,8 +25,10 @@ RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
     ("--max-test", "data", "max_test", int, "all", "stratified cap on the test set size"),
     ("--max-train", "data", "max_train", int, "all", "cap on the long-tailed train set (ratios kept)"),
     ("--arch", "model", "arch", str, "resnet18", "model architecture"),
-    ("--resize", "model", "resize", int, "- (official TAET notebook: 224 with resnet50_tv)",
-     "resize inputs inside the model to this size"),
+    ("--resize-before-crop", "data", "resize_before_crop", int, "- (official TAET notebook: 224, resnet50_tv)",
+     "resize images to N px on the device before crop/flip, test set too: attacks perturb N-px inputs"),
+    ("--resize", "model", "resize", int, "- (the official notebook resizes before the crop: --resize-before-crop)",
+     "resize inputs inside the model to this size (attacks perturb native-size inputs)"),
     ("--epochs", "train", "epochs", int, "100", "training epochs"),
     ("--batch-size", "train", "batch_size", int, "128", "batch size"),
     ("--lr", "train", "lr", float, "0.1", "SGD learning rate"),
@@ -105,11 +107,16 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, type=typ, default=None, dest=f"m_{field}",
                        help=f"{text} (default: the method's official value; paper: {paper})")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other method hyperparameter, e.g. --method-arg absent=exclude (default: none)")
+                   help="any other method hyperparameter, e.g. --method-arg absent=exclude, or --method-arg "
+                        "extra_clean_forward=true (TAET, AT-BSL: the official notebook's discarded clean forward) "
+                        "(default: none)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from torchvision's ImageNet weights (resnet50_tv, vit_b16; default: off)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (default: off)")
     p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip (default: on; paper: on)")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="no per-dataset mean/std inside the model (default: normalise; official TAET, AT-BSL, RoBal "
+                        "code: none)")
     p.add_argument("--download", action="store_true",
                    help="let torchvision/medmnist download missing data (default: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on a terminal)")
@@ -136,6 +143,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
             sections[section][field] = v
     if a.no_augment:
         sections["data"]["augment"] = False
+    if a.no_normalize:
+        sections["model"]["normalize"] = False
     if a.compile:
         sections["train"]["compile"] = True
     if a.pretrained:
@@ -312,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "outputs/index.html links every table and figure. A notebook already "
                                     "executed for the same profile is skipped (resume); --force reruns it.")
     pl.add_argument("--profile", default="demo", choices=sorted(PROFILES),
-                    help="smoke (CI, minutes), demo (CPU), fashion (Fashion-MNIST-LT, CPU), paper (GPU) "
+                    help="smoke (CI, minutes), demo (CPU), fashion (Fashion-MNIST-LT, CPU), paper (GPU), "
+                         "taet_notebook (the official TAET notebook's protocol: ResNet-50 at 224 px, GPU) "
                          "(default: demo; paper: paper)")
     pl.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,05 (default: all)")
     pl.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")

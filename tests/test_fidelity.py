@@ -329,3 +329,13 @@ def test_autoattack_ta_settings_are_recorded():
     assert d["implementation"].startswith("torchattacks") and d["apgd_steps"] == 10 and d["seed"] == 3
     assert d["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"] and d["square_queries"] == 5000
     assert describe_attack("autoattack", EvalConfig())["implementation"].startswith("pyautoattack")
+
+
+def test_autoattack_ta_bad_input_fails_before_any_attack():
+    pytest.importorskip("torchattacks")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
+    with pytest.raises(ConfigError, match="at least 4 classes"):
+        autoattack_ta(model, x, y, eps=8 / 255)
+    with pytest.raises(ConfigError, match="0.0314"):
+        autoattack_ta(model, x, y, eps=8)
