@@ -111,7 +111,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "extra_clean_forward=true (TAET, AT-BSL: the official notebook's discarded clean forward) "
                         "(default: none)")
     p.add_argument("--pretrained", action="store_true",
-                   help="start from torchvision's ImageNet weights (resnet50_tv, vit_b16; default: off)")
+                   help="start from torchvision's ImageNet weights (resnet50_tv, vit_b16; default: off; "
+                        "taet_notebook profile: on, as the official notebook)")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="random initialisation even where the profile starts from ImageNet weights (offline)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (default: off)")
     p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip (default: on; paper: on)")
     p.add_argument("--no-normalize", action="store_true",
@@ -147,8 +150,10 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         sections["model"]["normalize"] = False
     if a.compile:
         sections["train"]["compile"] = True
-    if a.pretrained:
-        sections["model"]["pretrained"] = True
+    if a.pretrained and a.no_pretrained:
+        raise ConfigError("--pretrained and --no-pretrained contradict each other; give one")
+    if a.pretrained or a.no_pretrained:
+        sections["model"]["pretrained"] = bool(a.pretrained)
     if a.download:
         sections["data"]["download"] = True
     if a.no_progress:

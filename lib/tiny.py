@@ -31,6 +31,7 @@ TINY_DATA = {"max_train": 12, "max_test": 10}  # three batches per epoch; one te
 TINY_ATTACK_STEPS = 2  # every method's training attack, and the cap on every evaluation attack's iterations
 TINY_DERMA = {"epochs": 2, "max_train": 7, "max_test": 7}  # ViT-B/16 at 224 px: one image per class
 TINY_EFFICIENCY = {"steps": 2}
+TINY_RESIZE = 40  # data.resize_before_crop (taet_notebook: 224): still resized before the crop, at a CPU size
 
 
 
@@ -54,10 +55,17 @@ def tiny_settings(p: dict[str, Any]) -> dict[str, Any]:
     q["seeds"] = list(q.get("seeds", [0]))[:1]
     q.setdefault("train", {}).update(epochs=TINY_EPOCHS, **TINY_TRAIN)
     q.setdefault("data", {}).update(TINY_DATA)
+    if q["data"].get("resize_before_crop"):
+        q["data"]["resize_before_crop"] = TINY_RESIZE
+    if q.get("model", {}).get("pretrained"):
+        q["model"]["pretrained"] = False  # a download, like the data's: --tiny runs offline
     args = q.setdefault("method_args", {})
     if "ce_epochs" in args:
         args["ce_epochs"] = _scaled_epochs(args["ce_epochs"], total)
     args["steps"] = TINY_ATTACK_STEPS  # dropped for methods without a step count
+    for own in q.get("method_args_by_method", {}).values():
+        if "steps" in own:
+            own["steps"] = TINY_ATTACK_STEPS
     q.setdefault("eval", {})["max_steps"] = TINY_ATTACK_STEPS
     nb = q.get("notebooks")
     if nb:

@@ -339,3 +339,28 @@ def test_autoattack_ta_bad_input_fails_before_any_attack():
         autoattack_ta(model, x, y, eps=8 / 255)
     with pytest.raises(ConfigError, match="0.0314"):
         autoattack_ta(model, x, y, eps=8)
+
+
+def test_cli_flags_set_each_switch():
+    from lib.__main__ import build_parser, config_from_args
+
+    p = build_parser()
+    cfg = config_from_args(p.parse_args(["train", "--method", "atbsl", "--resize-before-crop", "64", "--no-normalize",
+                                         "--method-arg", "extra_clean_forward=true"]))
+    switches = (cfg.data.resize_before_crop, cfg.model.normalize, cfg.method_args["extra_clean_forward"])
+    assert switches == (64, False, True)
+    nb = config_from_args(p.parse_args(["train", "--profile", "taet_notebook", "--no-pretrained"]))
+    assert nb.model.pretrained is False and profile_config("taet_notebook").model.pretrained is True
+    with pytest.raises(ConfigError, match="extra_clean_forward"):
+        config_from_args(p.parse_args(["train", "--method", "at", "--method-arg", "extra_clean_forward=true"]))
+
+
+def test_tiny_taet_notebook_keeps_every_switch_at_cpu_sizes():
+    from lib.config import PROFILES
+    from lib.tiny import TINY_ATTACK_STEPS, TINY_RESIZE, tiny_settings
+
+    q = tiny_settings(PROFILES["taet_notebook"])
+    assert q["data"]["resize_before_crop"] == TINY_RESIZE and q["model"]["pretrained"] is False
+    assert q["model"]["normalize"] is False and q["method_args"]["extra_clean_forward"] is True
+    assert q["method_args_by_method"]["atbsl"]["steps"] == TINY_ATTACK_STEPS
+    assert PROFILES["taet_notebook"]["data"]["resize_before_crop"] == 224  # the profile itself is untouched
