@@ -53,7 +53,11 @@ def tiny_settings(p: dict[str, Any]) -> dict[str, Any]:
     q = copy.deepcopy(p)
     total = q.get("train", {}).get("epochs", TrainConfig.epochs)
     q["seeds"] = list(q.get("seeds", [0]))[:1]
+    batch = q.get("train", {}).get("batch_size", TrainConfig.batch_size)
+    lr = q.get("train", {}).get("lr", TrainConfig.lr)
     q.setdefault("train", {}).update(epochs=TINY_EPOCHS, **TINY_TRAIN)
+    # the same lr per image at the tiny batch (linear scaling): ResNet-50 from scratch at lr 0.1 and batch 4 diverges
+    q["train"]["lr"] = lr * TINY_TRAIN["batch_size"] / batch
     q.setdefault("data", {}).update(TINY_DATA)
     if q["data"].get("resize_before_crop"):
         q["data"]["resize_before_crop"] = TINY_RESIZE
