@@ -176,7 +176,9 @@ def per_class_dynamics(history: list[dict[str, Any]], train_counts: list[int]) -
     return header, rows
 
 
-def dynamics_reading(history: list[dict[str, Any]], train_counts: list[int]) -> str:
+def dynamics_stats(history: list[dict[str, Any]], train_counts: list[int]) -> tuple[float, float, float, float]:
+    """(tail final PGD %, tail swing, head final PGD %, head swing) of one tracked run: the three rarest classes
+    against the others, swing = per-class std over the second half of training, averaged."""
     import numpy as np
 
     rows_h = [r for r in history if r.get("pgd_c0") not in (None, "")]
@@ -189,26 +191,22 @@ def dynamics_reading(history: list[dict[str, Any]], train_counts: list[int]) -> 
         return v[:, -1].mean(), v.std(axis=1).mean()
 
     (tf, ts), (hf, hs) = stat(tail), stat(head)
+    return float(tf), float(ts), float(hf), float(hs)
+
+
+def dynamics_reading(history: list[dict[str, Any]], train_counts: list[int]) -> str:
+    tf, ts, hf, hs = dynamics_stats(history, train_counts)
     return (f"On this run the three rarest classes end at **{tf:.1f}%** mean PGD robustness against **{hf:.1f}%** "
             f"for the others, and swing by **{ts:.1f}** points (std over the second half of training) against "
             f"**{hs:.1f}** for the others.")
 
 
 def ranking_reading(docs: dict[str, dict[str, Any]], attack: str = "pgd20") -> str:
-    """One sentence: who leads balanced robustness under `attack`, and where TAET stands."""
-    scored = sorted(((d["results"][attack]["balanced"], m) for m, d in docs.items() if attack in d["results"]),
-                    reverse=True)
-    if not scored:
-        return f"No {attack} results to rank."
-    best_v, best = scored[0]
-    text = (f"Highest balanced robustness under {COLUMN_NAMES.get(attack, attack)}: **{best}** "
-            f"({100 * best_v:.1f}%).")
-    labels = [m for _, m in scored]
-    for key in ("taet", "HEL (all)"):
-        if key in labels and key != best:
-            v = next(v for v, m in scored if m == key)
-            text += f" {key} ranks {labels.index(key) + 1} of {len(labels)} ({100 * v:.1f}%)."
-    return text
+    """One run per label: the values without a ranking (one seed has no interval; see
+    `lib.seeded.ranking_reading_seeds` for the reading over seeds)."""
+    from .seeded import ranking_reading_seeds
+
+    return ranking_reading_seeds({m: {0: d} for m, d in docs.items()}, attack)
 
 
 def sweep_table(sweep: dict[str, dict[Any, dict[str, Any]]], key: str = "IR") -> tuple[list[str], list[list[str]]]:
@@ -218,14 +216,10 @@ def sweep_table(sweep: dict[str, dict[Any, dict[str, Any]]], key: str = "IR") ->
 
 
 def sweep_reading(sweep: dict[str, dict[Any, dict[str, Any]]], attack: str = "pgd20") -> str:
-    if not {"taet", "atbsl"} <= set(sweep):
-        return ""
-    parts = []
-    for ir in sorted(sweep["taet"]):
-        t = sweep["taet"][ir]["results"][attack]["balanced"]
-        a = sweep["atbsl"][ir]["results"][attack]["balanced"]
-        parts.append(f"IR {ir:g}: TAET − AT-BSL = **{100 * (t - a):+.1f}** points")
-    return f"Balanced {COLUMN_NAMES.get(attack, attack)} robustness, " + "; ".join(parts) + "."
+    """One run per point: TAET − AT-BSL at each IR, labelled as one seed (no interval, not a ranking)."""
+    from .seeded import sweep_reading_seeds
+
+    return sweep_reading_seeds({m: {v: {0: d} for v, d in by.items()} for m, by in sweep.items()}, attack)
 
 
 def separation_table(points: dict[str, tuple[Any, Any]]) -> tuple[list[str], list[list[str]]]:

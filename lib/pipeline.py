@@ -138,8 +138,16 @@ def run_pipeline(profile: str = "demo", only=None, *, device: str = "auto", out_
     return report
 
 
+def _markdown_renderer():
+    """Markdown (title + GFM table) -> HTML with mistune, the renderer nbconvert itself uses; raw HTML escaped."""
+    import mistune
+
+    return mistune.create_markdown(escape=True, plugins=["table"])
+
+
 def write_index(out: Path) -> Path:
-    """outputs/index.html linking every executed notebook, table and figure."""
+    """outputs/index.html linking every executed notebook, table (rendered as HTML; the claims table first) and
+    figure."""
     out = Path(out)
 
     def rel(p: Path) -> str:
@@ -147,17 +155,18 @@ def write_index(out: Path) -> Path:
 
     parts = ["<!doctype html><meta charset='utf-8'><title>TAET kit outputs</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
-             "pre{background:#f6f6f6;padding:8px;overflow:auto}</style>",
+             "pre{background:#f6f6f6;padding:8px;overflow:auto}table{border-collapse:collapse;margin:8px 0}"
+             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}</style>",
              "<h1>TAET kit outputs</h1>", "<h2>Notebooks</h2><ul>"]
     for nb in sorted((out / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         h = nb.with_suffix(".html")
         link = f"<a href='{rel(h)}'>{html.escape(nb.stem)}</a>" if h.exists() else html.escape(nb.stem)
         parts.append(f"<li>{link} (<a href='{rel(nb)}'>ipynb</a>)</li>")
     parts.append("</ul><h2>Tables</h2>")
-    for md in sorted((out / "tables").glob("*.md")):
+    render = _markdown_renderer()
+    for md in sorted((out / "tables").glob("*.md"), key=lambda p: (not p.stem.startswith("claims"), p.stem)):
         csv = md.with_suffix(".csv")
-        parts.append(f"<h3>{html.escape(md.stem)} (<a href='{rel(csv)}'>csv</a>)</h3>"
-                     f"<pre>{html.escape(md.read_text())}</pre>")
+        parts.append(f"<h3>{html.escape(md.stem)} (<a href='{rel(csv)}'>csv</a>)</h3>\n{render(md.read_text())}")
     parts.append("<h2>Figures</h2>")
     for png in sorted((out / "figures").glob("*.png")):
         pdf = png.with_suffix(".pdf")

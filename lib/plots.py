@@ -10,7 +10,6 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -42,12 +41,17 @@ def _class_label(c: int, counts: list[int], names: list[str] | None = None) -> s
     return f"{name} (n={counts[c]})"
 
 
-def per_class_curves(history: list[dict[str, Any]], train_counts: list[int], *, title: str,
+def per_class_curves(history: list, train_counts: list[int], *, title: str,
                      class_names: list[str] | None = None) -> Figure:
-    """Paper Fig. 1 and 2: per-class clean accuracy (left) and PGD robustness (right) over epochs."""
-    rows = [r for r in history if "clean_c0" in r and r["clean_c0"] not in ("", None)]
-    if not rows:
+    """Paper Fig. 1 and 2: per-class clean accuracy (left) and PGD robustness (right) over epochs. `history` is
+    one run's rows, or a list of runs' rows (one per seed): then the line is the mean over seeds and the band
+    ± one std."""
+    runs_rows = history if history and isinstance(history[0], list) else [history]
+    runs_rows = [[r for r in h if "clean_c0" in r and r["clean_c0"] not in ("", None)] for h in runs_rows]
+    if not all(runs_rows):
         raise ValueError("the history has no per-class tracking; train with --track-every 1")
+    n = min(len(h) for h in runs_rows)
+    rows = runs_rows[0][:n]
     epochs = [int(r["epoch"]) for r in rows]
     C = len(train_counts)
     tail = set(rarest_classes(train_counts, TAIL_K))
@@ -56,20 +60,38 @@ def per_class_curves(history: list[dict[str, Any]], train_counts: list[int], *, 
     cmap = _colors(C)
     for ax, key, label in ((axes[0], "clean", "clean accuracy"), (axes[1], "pgd", "PGD robustness")):
         for c in range(C):
-            ys = [100 * float(r[f"{key}_c{c}"]) for r in rows]
+            ys = np.array([[100 * float(r[f"{key}_c{c}"]) for r in h[:n]] for h in runs_rows])
             is_tail = c in tail
-            ax.plot(epochs, ys, color=cmap[c], lw=2.6 if is_tail else 1.0, ls="-" if is_tail else "--",
+            mean = ys.mean(axis=0)
+            ax.plot(epochs, mean, color=cmap[c], lw=2.6 if is_tail else 1.0, ls="-" if is_tail else "--",
                     alpha=1.0 if is_tail else 0.75,
                     label=_class_label(c, train_counts, class_names) + (" [tail]" if is_tail else ""))
+            if len(runs_rows) > 1:
+                sd = ys.std(axis=0, ddof=1)
+                ax.fill_between(epochs, mean - sd, mean + sd, color=cmap[c], alpha=0.15 if is_tail else 0.07, lw=0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"per-class {label} (%)")
+        ax.set_ylabel(f"per-class {label} (%)" + (f", mean ± std over {len(runs_rows)} seeds"
+                                                   if len(runs_rows) > 1 else ""))
         ax.set_title(label)
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="class (train count)")
     fig.suptitle(title)
     return fig
+
+
+def honest_ylim(ax, lows: list[float], highs: list[float], min_span: float = 20.0) -> None:
+    """Y limits (in %) spanning at least `min_span` points within [0, 100], so a 2-point gap between two lines
+    does not fill the plot."""
+    lo, hi = float(np.nanmin(lows)), float(np.nanmax(highs))
+    pad = max(0.0, min_span - (hi - lo)) / 2
+    lo, hi = lo - pad - 1, hi + pad + 1
+    if lo < 0:
+        lo, hi = 0.0, min(100.0, hi - lo)
+    if hi > 100:
+        lo, hi = max(0.0, lo - (hi - 100)), 100.0
+    ax.set_ylim(lo, hi)
 
 
 def _colors(n: int) -> list:
@@ -79,62 +101,89 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def metric_vs_ir(results: dict[str, dict[float, dict[str, Any]]], attacks=("clean", "pgd20"), *, title: str
-                 ) -> Figure:
-    """Table 5 as a figure: balanced accuracy / robustness against the imbalance ratio, one line per method."""
+def metric_vs_ir(results: dict[str, dict[float, dict]], attacks=("clean", "pgd20"), *, title: str) -> Figure:
+    """Table 5 as a figure: balanced accuracy / robustness against the imbalance ratio, one line per method.
+    `results` is {method: {ir: eval doc}} or, over seeds, {method: {ir: {seed: eval doc}}}: then the line is
+    the mean and the bars ± one std over seeds."""
     fig = Figure(figsize=(5.5 * len(attacks), 4.2))
     axes = np.atleast_1d(fig.subplots(1, len(attacks)))
+    all_irs = sorted({ir for by in results.values() for ir in by})
     for ax, a in zip(axes, attacks):
+        lows, highs = [], []
         for m, by_ir in results.items():
             irs = sorted(by_ir)
-            ys = [100 * by_ir[ir]["results"][a]["balanced"] for ir in irs]
-            ax.plot(irs, ys, marker="o", label=m)
+            per_seed = [[100 * d["results"][a]["balanced"] for d in _seed_docs(by_ir[ir])] for ir in irs]
+            ys = np.array([np.mean(v) for v in per_seed])
+            err = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in per_seed])
+            ax.errorbar(irs, ys, yerr=err if err.any() else None, marker="o", capsize=3, label=m)
+            lows += list(ys - err)
+            highs += list(ys + err)
         ax.set_xscale("log")
-        ax.set_xticks(sorted({ir for by in results.values() for ir in by}))
-        ax.set_xticklabels([f"{ir:g}" for ir in sorted({ir for by in results.values() for ir in by})])
+        ax.set_xticks(all_irs)
+        ax.set_xticklabels([f"{ir:g}" for ir in all_irs])
         ax.set_xlabel("imbalance ratio (n_max / n_min)")
         ax.set_ylabel(("balanced accuracy" if a == "clean" else f"balanced robustness, {COLUMN_NAMES.get(a, a)}")
                       + " (%)")
+        honest_ylim(ax, lows, highs)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
     return fig
 
 
+def _seed_docs(node: dict) -> list[dict]:
+    """An eval document, or {seed: eval document}, as a list of documents."""
+    return [node] if "results" in node else [node[s] for s in sorted(node)]
+
+
 def grouped_bars(labels: list[str], series: dict[str, list[float]], *, ylabel: str, title: str,
-                 xlabel: str | None = None) -> Figure:
-    """Bars per label, one colour per series (Fig. 6b components; Fig. 5 per-class results)."""
+                 xlabel: str | None = None, errors: dict[str, list[float]] | None = None) -> Figure:
+    """Bars per label, one colour per series (Fig. 6b components; Fig. 5 per-class results); `errors` (same
+    shape as `series`, e.g. the std over seeds) draws error bars. The axis starts at 0."""
     fig = Figure(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.4))
     ax = fig.subplots()
     k = len(series)
     width = 0.8 / max(k, 1)
     x = np.arange(len(labels))
     for i, (name, vals) in enumerate(series.items()):
-        bars = ax.bar(x + (i - (k - 1) / 2) * width, vals, width, label=name)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
+        err = (errors or {}).get(name)
+        err = err if err is not None and any(e > 0 for e in err) else None
+        bars = ax.bar(x + (i - (k - 1) / 2) * width, vals, width, label=name, yerr=err, capsize=2 if err else 0)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1, label_type="center" if err else "edge")
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 8 else 0, ha="right")
     ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
     ax.set_title(title)
-    top = np.nanmax([v for vals in series.values() for v in vals] + [1.0])
+    top = np.nanmax([v + (e if errors and name in errors else 0.0) for name, vals in series.items()
+                     for v, e in zip(vals, (errors or {}).get(name, [0.0] * len(vals)))] + [1.0])
     ax.set_ylim(0, 1.2 * top)  # headroom: the legend sits above the bars, never over a value label
     ax.legend(fontsize=8, ncol=k, loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def lines(xs: list[float], series: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str) -> Figure:
-    """Simple line plot (Fig. 7: results against the number of clean-CE epochs)."""
+def lines(xs: list[float], series: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str,
+          errors: dict[str, list[float]] | None = None) -> Figure:
+    """Line plot (Fig. 7: results against the number of clean-CE epochs); `errors` (e.g. the std over seeds)
+    draws a band around each line. The y axis spans at least 20 points (`honest_ylim`)."""
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
+    lows, highs = [], []
     for name, ys in series.items():
-        ax.plot(xs, ys, marker="o", label=name)
+        ys = np.asarray(ys, dtype=float)
+        err = np.asarray((errors or {}).get(name, np.zeros_like(ys)), dtype=float)
+        line, = ax.plot(xs, ys, marker="o", label=name)
+        if err.any():
+            ax.fill_between(xs, ys - err, ys + err, color=line.get_color(), alpha=0.2, lw=0)
+        lows += list(ys - err)
+        highs += list(ys + err)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    honest_ylim(ax, lows, highs)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig

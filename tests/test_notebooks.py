@@ -123,11 +123,12 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     t1 = _rows(out / "tables" / "table1_balanced.csv")
     assert [r["method"] for r in t1] == methods
     assert list(t1[0]) == ["method", "Clean", "FGSM", "PGD-20", "CW-L2"]
-    assert all(0 <= float(r["PGD-20"]) <= 100 for r in t1)
+    assert all(0 <= float(r["PGD-20"].split(" ± ")[0]) <= 100 and " ± " in r["PGD-20"] for r in t1)  # 2 seeds
+    assert "mean ± std [95% t-interval], n = 2 seeds" in (out / "tables" / "table1_balanced.md").read_text()
     t2 = _rows(out / "tables" / "table2_tail_classes.csv")
     assert len(t2) == len(methods) and len(t2[0]) == 1 + 2 * 3
     wall = _rows(out / "tables" / "table1_wall_time.csv")
-    assert [r["method"] for r in wall] == methods and all(float(r["train s"]) > 0 for r in wall)
+    assert [r["method"] for r in wall] == methods and all(float(r["train s"].split()[0]) > 0 for r in wall)
     t5 = _rows(out / "tables" / "table5_ir_sweep.csv")
     assert [r["method"] for r in t5] == ["atbsl @ IR 10", "atbsl @ IR 50", "taet @ IR 10", "taet @ IR 50"]
     assert len(_rows(out / "tables" / "table4_hel_weights.csv")) == 2
@@ -136,14 +137,28 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     assert len(_rows(out / "tables" / "fig7_ce_epochs.csv")) == 2
     assert len(_rows(out / "tables" / "table3_dermamnist.csv")) == 3
     assert [r["method"] for r in _rows(out / "tables" / "fig6a_efficiency.csv")] == table_methods()
-    for n in ("03_ir_sweep", "04_ablations"):  # their runs went through lib.sweep (its log is in the outputs)
+    for n in EXPECTED[:6]:  # their runs went through lib.sweep, every seed (its log is in the outputs)
         assert "grid point(s)" in (out / "notebooks" / f"{n}.ipynb").read_text(), n
     dyn = _rows(out / "tables" / "atbsl_per_class_dynamics.csv")
     assert len(dyn) == 10
     index = (out / "index.html").read_text()
-    assert all(f"{f}.png" in index for f in figures) and "table1_balanced" in index
+    assert all(f"{f}.png" in index for f in figures) and "table1_balanced" in index and "<table>" in index
     # notebooks share runs: 02's AT-BSL run is the one 01 trained (one folder per config)
     atbsl_runs = [p for p in (out / "runs").iterdir() if p.name.startswith("atbsl-digits-ir10-")]
-    assert len(atbsl_runs) == 1
+    assert sorted(p.name.split("-")[-2] for p in atbsl_runs) == ["s0", "s1"]  # one folder per config and seed
     meta = json.loads((out / "notebooks" / "02_taet_training.ipynb").read_text())["metadata"]["taet_kit"]
     assert meta["parameters"]["profile"] == "smoke"
+
+
+def test_index_renders_tables_as_html_with_the_claims_table_first(tmp_path):
+    from lib.pipeline import write_index
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "table1_balanced.md").write_text(
+        "**Table 1 (2 seeds)**\n\n| method | PGD-20 |\n|---|---|\n| taet | 50.0 ± 1.0 |\n")
+    (tables / "claims.md").write_text("**Claims**\n\n| claim | verdict |\n|---|---|\n| a <b> | supported |\n")
+    index = write_index(tmp_path).read_text()
+    assert "<pre>" not in index and index.count("<table>") == 2
+    assert "<td>50.0 ± 1.0</td>" in index and "a &lt;b&gt;" in index  # rendered, with raw HTML escaped
+    assert index.index("Claims") < index.index("Table 1 (2 seeds)")

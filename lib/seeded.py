@@ -1,0 +1,302 @@
+"""Every experiment over the profile's seeds: runs dispatched through `lib.sweep`, tables and readings over seeds.
+
+A seed is `train.seed` (initialisation and batch order); the long-tail draw keeps `data.seed`, so two methods
+trained with the same seed are paired. Cells over K >= 2 seeds are `mean ± std [95% t-interval]` from
+`lib.stats.summarize`; with one seed a cell is the single value, exactly as the single-run tables print it, and
+the title says "1 seed, no interval". Readings call a paired difference whose interval includes 0 a tie, and
+rank nothing from one seed (DESIGN.md, Statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .config import ConfigError, check_seeds, profile_seeds
+from .stats import Summary, paired_difference, summarize
+from .tables import COLUMN_NAMES, percent, rarest_classes
+
+Docs = dict[str, dict[int, dict[str, Any]]]  # {label: {seed: eval document}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------------------------
+def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *, method: str = "taet",
+                device: str = "auto", out_dir: str = "outputs", workers: int = 1, executor: str = "local",
+                attacks=None) -> Docs:
+    """Train and evaluate every variant for every seed in one `lib.sweep` call; {label: {seed: eval doc}}.
+
+    `variants` maps a label to sweep overrides applied together (`{"method": "atbsl"}`, `{"alpha": 0.2}`,
+    `{"data": {"imbalance_ratio": 50}}`, `{"method_args": {"ce_epochs": 0}}`); `method` is the default method.
+    Seeds default to the profile's (`profile_seeds`). Cached runs are reused; seed 0 is today's single run.
+    """
+    from .sweep import run_sweep
+
+    seeds = profile_seeds(profile) if seeds is None else check_seeds(seeds, "seeds")
+    if not variants:
+        raise ConfigError("sweep_seeds: no variants to train; give {label: overrides}, e.g. {'taet': {}}")
+    labels = list(variants)
+    spec: dict[str, Any] = {"profile": profile, "device": device, "out_dir": out_dir, "method": method,
+                            "grid": {"variant": [dict(variants[k]) for k in labels], "seed": list(seeds)}}
+    if attacks:
+        spec["attacks"] = list(attacks)
+    results = run_sweep(spec, executor=executor, workers=workers)
+    k = len(seeds)
+    return {label: {s: results[i * k + j] for j, s in enumerate(seeds)} for i, label in enumerate(labels)}
+
+
+def train_eval_seeds(profile: str, method: str, seeds=None, *, device: str = "auto", out_dir: str = "outputs",
+                     workers: int = 1, executor: str = "local", attacks=None, **overrides) -> dict[int, dict[str, Any]]:
+    """`method` trained and evaluated for each seed (the profile's by default): {seed: eval document}.
+    `overrides` are sweep overrides (`train={"epochs": 5}`, `ir=50`)."""
+    return sweep_seeds(profile, {method: {"method": method, **overrides}}, seeds, device=device, out_dir=out_dir,
+                       workers=workers, executor=executor, attacks=attacks)[method]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------------------------------------------
+def seeds_of(docs: Docs) -> list[int]:
+    """The seeds every label was run for; a ConfigError when labels differ (tables and readings pair by seed)."""
+    if not docs:
+        raise ConfigError("no results to tabulate")
+    sets = {label: sorted(by) for label, by in docs.items()}
+    first = next(iter(sets.values()))
+    odd = {label: s for label, s in sets.items() if s != first}
+    if not first or odd:
+        raise ConfigError(f"results are not over the same seeds ({sets}); train every row for the same seeds, "
+                          "e.g. with lib.seeded.sweep_seeds")
+    return first
+
+
+def seeds_label(k: int) -> str:
+    """'1 seed, no interval' or 'mean ± std [95% t-interval], n = K seeds'."""
+    return "1 seed, no interval" if k == 1 else f"mean ± std [95% t-interval], n = {k} seeds"
+
+
+def first_doc(docs: Docs) -> dict[str, Any]:
+    by = next(iter(docs.values()))
+    return by[min(by)]
+
+
+def setting_line(doc: dict[str, Any], k: int, *, ir: bool = True) -> str:
+    """Dataset (and IR), ε, the test set's size and protocol, and the seeds: what every title names."""
+    p = doc["protocol"]
+    eps = doc.get("eval_config", {}).get("eps")
+    parts = [f"{p['dataset']}-LT" + (f" IR {p['imbalance_ratio']:g}" if ir else "")]
+    if eps is not None:
+        parts.append(f"ε = {255 * eps:.3g}/255")
+    parts.append(f"{p['test_protocol']} test set of {p['n_test']:,}")
+    return ", ".join(parts) + f"; {seeds_label(k)}"
+
+
+def title(what: str, profile: str, docs: Docs, *, ir: bool = True) -> str:
+    """'<what> (<profile> profile; <dataset, ε, test set>; <seeds>)': a table's title."""
+    return f"{what} ({profile} profile; {setting_line(first_doc(docs), len(seeds_of(docs)), ir=ir)})"
+
+
+def figure_title(what: str, profile: str, docs: Docs, *, ir: bool = True) -> str:
+    """A figure's title: `what`, then the profile, data set, ε, test set and seeds on a second line."""
+    return f"{what}\n{profile} profile; {setting_line(first_doc(docs), len(seeds_of(docs)), ir=ir)}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cells and tables
+# ---------------------------------------------------------------------------------------------------------------
+def cell(values: list[float | None], digits: int = 2, seeded_digits: int = 1) -> str:
+    """Fractions over seeds as a % cell: one value as the single-run tables print it, several as
+    `mean ± std [low, high]` (lib.stats.summarize), "-" where any seed lacks the value."""
+    if any(v is None for v in values):
+        return "-"
+    if len(values) == 1:
+        return percent(values[0], digits)
+    return summarize(values).format(seeded_digits, scale=100)
+
+
+def metric_values(by_seed: dict[int, dict[str, Any]], attack: str, metric: str = "balanced") -> list[float | None]:
+    return [None if d["results"].get(attack) is None else d["results"][attack][metric]
+            for _, d in sorted(by_seed.items())]
+
+
+def class_values(by_seed: dict[int, dict[str, Any]], attack: str, c: int) -> list[float | None]:
+    return [None if d["results"].get(attack) is None else d["results"][attack]["per_class"][c]
+            for _, d in sorted(by_seed.items())]
+
+
+def attack_columns(docs: Docs) -> list[str]:
+    order = list(COLUMN_NAMES)
+    return sorted(first_doc(docs)["results"], key=lambda a: order.index(a) if a in order else len(order))
+
+
+def robustness_table_seeds(docs: Docs, attacks: list[str] | None = None, metric: str = "balanced",
+                           digits: int = 2) -> tuple[list[str], list[list[str]]]:
+    """Table 1 over seeds: one row per label, balanced accuracy (Clean) / robustness (attacks), %. With one seed
+    the cells equal `experiments.robustness_table`'s; the title carries `seeds_label`."""
+    seeds_of(docs)
+    attacks = attacks or attack_columns(docs)
+    header = ["method"] + [COLUMN_NAMES.get(a, a) for a in attacks]
+    rows = [[label] + [cell(metric_values(by, a, metric), digits) for a in attacks] for label, by in docs.items()]
+    return header, rows
+
+
+def tail_table_seeds(docs: Docs, k: int = 3, attacks=("clean", "pgd20")) -> tuple[list[str], list[list[str]]]:
+    """Table 2 over seeds: per-class clean accuracy and PGD-20 robustness of the k rarest classes, %. The
+    column's n is the class's TRAIN count (the test set is the profile's)."""
+    seeds_of(docs)
+    counts = first_doc(docs)["protocol"]["train_counts"]
+    tail = rarest_classes(counts, k)
+    header = ["method"] + [f"{COLUMN_NAMES.get(a, a)} c{c} (train n={counts[c]})" for a in attacks for c in tail]
+    rows = [[label] + [cell(class_values(by, a, c), 1) for a in attacks for c in tail] for label, by in docs.items()]
+    return header, rows
+
+
+def sweep_table_seeds(sweep: dict[str, dict[Any, dict[int, dict[str, Any]]]], key: str = "IR"
+                      ) -> tuple[list[str], list[list[str]]]:
+    """Table 5 over seeds: rows `method @ key value`, columns the attacks, balanced (%)."""
+    docs = {f"{m} @ {key} {v:g}": by_seed for m, by in sweep.items() for v, by_seed in sorted(by.items())}
+    return robustness_table_seeds(docs)
+
+
+def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[list[str], list[list[str]]]:
+    """Tables of the same shape, one per seed, as one: a numeric cell that differs across seeds becomes
+    `mean ± std [low, high]` (same decimals as the input); equal cells and text are kept. One table: unchanged."""
+    if not tables:
+        raise ConfigError("no tables to combine")
+    header, rows = tables[0]
+    if len(tables) == 1:
+        return header, rows
+    out = []
+    for i, row in enumerate(rows):
+        new = []
+        for j, c in enumerate(row):
+            cells = [t[1][i][j] for t in tables]
+            if len(set(cells)) == 1:
+                new.append(c)
+                continue
+            try:
+                vals = [float(x) for x in cells]
+            except ValueError:
+                raise ConfigError(f"cannot combine {cells} over seeds (column {header[j]!r})") from None
+            digits = len(c.split(".")[1]) if "." in c else 0
+            new.append(summarize(vals).format(digits))
+        out.append(new)
+    return header, out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures' data
+# ---------------------------------------------------------------------------------------------------------------
+def spread(values: list[float]) -> tuple[float, float]:
+    """(mean, std) in the values' units; std 0 for one value (nothing to draw)."""
+    s = summarize(values)
+    return s.mean, (0.0 if s.n < 2 else s.std)
+
+
+def series_seeds(docs: Docs, attacks=("clean", "pgd20"), metric: str = "balanced"
+                 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """({column: mean % per label}, {column: std % per label}) for bar and line plots with error bars."""
+    seeds_of(docs)
+    means: dict[str, list[float]] = {}
+    stds: dict[str, list[float]] = {}
+    for a in attacks:
+        col = COLUMN_NAMES.get(a, a)
+        pairs = [spread([100 * v for v in metric_values(by, a, metric)]) for by in docs.values()]
+        means[col], stds[col] = [m for m, _ in pairs], [s for _, s in pairs]
+    return means, stds
+
+
+def per_class_series_seeds(docs: Docs, attack: str = "pgd20"
+                           ) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
+    """(class labels with train counts, {label: mean per-class %}, {label: std}) for per-class bar charts."""
+    seeds_of(docs)
+    counts = first_doc(docs)["protocol"]["train_counts"]
+    tail = set(rarest_classes(counts, 3))
+    names = [f"c{c} (train n={n})" + (" *" if c in tail else "") for c, n in enumerate(counts)]
+    means, stds = {}, {}
+    for label, by in docs.items():
+        pairs = [spread([100 * (v or 0.0) for v in class_values(by, attack, c)]) for c in range(len(counts))]
+        means[label], stds[label] = [m for m, _ in pairs], [s for _, s in pairs]
+    return names, means, stds
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Readings
+# ---------------------------------------------------------------------------------------------------------------
+def compare(a: list[float], b: list[float]) -> tuple[str, Summary]:
+    """('ahead' | 'behind' | 'tied' | 'unranked', paired difference a − b in points): 'tied' when the t-interval
+    includes 0, 'unranked' with one seed (no interval)."""
+    d = paired_difference([100 * x for x in a], [100 * x for x in b])
+    if d.n < 2 or math.isnan(d.low):
+        return "unranked", d
+    if d.low > 0:
+        return "ahead", d
+    if d.high < 0:
+        return "behind", d
+    return "tied", d
+
+
+def difference_text(name_a: str, name_b: str, a: list[float], b: list[float]) -> str:
+    """One clause: 'TAET − AT-BSL = d ± s [lo, hi] points: a tie (the interval includes 0)' and the like."""
+    word, d = compare(a, b)
+    if word == "unranked":
+        return f"{name_a} − {name_b} = {d.mean:+.1f} points (1 seed, no interval: not a ranking)"
+    verdict = {"ahead": f"{name_a} ahead", "behind": f"{name_a} behind",
+               "tied": "a tie (the interval includes 0)"}[word]
+    return (f"{name_a} − {name_b} = {d.mean:+.1f} ± {d.std:.1f} [{d.low:+.1f}, {d.high:+.1f}] points over "
+            f"{d.n} paired seeds: **{verdict}**")
+
+
+def ranking_reading_seeds(docs: Docs, attack: str = "pgd20", focus=("taet", "HEL (all)"),
+                          against=("atbsl",)) -> str:
+    """Which label has the highest mean balanced robustness under `attack`, and the focus label's paired
+    differences from it (and from `against`), ties called ties. One seed: values only, no ranking."""
+    seeds_of(docs)
+    col = COLUMN_NAMES.get(attack, attack)
+    vals = {label: metric_values(by, attack) for label, by in docs.items()}
+    vals = {k: v for k, v in vals.items() if None not in v}
+    if not vals:
+        return f"No {col} results to compare."
+    k = len(next(iter(vals.values())))
+    key = next((f for f in focus if f in vals), None)
+    if k == 1:
+        shown = ", ".join(f"{label} {100 * v[0]:.1f}%" for label, v in vals.items())
+        return f"Balanced {col} robustness, **1 seed, no interval** (no ranking is stated): {shown}."
+    means = {label: summarize(v).mean for label, v in vals.items()}
+    best = max(means, key=means.get)
+    text = (f"Highest mean balanced {col} robustness over {k} seeds: **{best}** "
+            f"({summarize([100 * x for x in vals[best]]).format(1)}%).")
+    if key is not None:
+        others = [best] + [a for a in against if a in vals and a != best]
+        clauses = [difference_text(key, o, vals[key], vals[o]) for o in others if o != key]
+        if clauses:
+            text += " " + "; ".join(clauses) + "."
+    return text
+
+
+def sweep_reading_seeds(sweep: dict[str, dict[Any, dict[int, dict[str, Any]]]], attack: str = "pgd20",
+                        a: str = "taet", b: str = "atbsl") -> str:
+    """Per imbalance ratio: the paired difference a − b in balanced robustness, ties called ties."""
+    if not {a, b} <= set(sweep):
+        return ""
+    parts = [f"IR {ir:g}: " + difference_text("TAET", "AT-BSL", metric_values(sweep[a][ir], attack),
+                                              metric_values(sweep[b][ir], attack))
+             for ir in sorted(sweep[a]) if ir in sweep[b]]
+    return f"Balanced {COLUMN_NAMES.get(attack, attack)} robustness by imbalance ratio. " + "; ".join(parts) + "."
+
+
+def dynamics_reading_seeds(histories: list[list[dict[str, Any]]], train_counts: list[int]) -> str:
+    """Notebook 01's reading over seeds: the three rarest classes' final PGD robustness and swing against the
+    others', each as mean ± std [interval] over seeds (one seed: the single run's values, labelled)."""
+    from .experiments import dynamics_stats
+
+    stats = [dynamics_stats(h, train_counts) for h in histories]
+    k = len(stats)
+
+    def f(i):
+        vals = [s[i] for s in stats]
+        return f"{vals[0]:.1f}" if k == 1 else summarize(vals).format(1)
+
+    return (f"Over {seeds_label(k)}: the three rarest classes end at **{f(0)}%** mean PGD robustness against "
+            f"**{f(2)}%** for the others, and swing by **{f(1)}** points (std over the second half of training) "
+            f"against **{f(3)}** for the others.")

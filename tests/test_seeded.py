@@ -1,0 +1,148 @@
+"""Experiments over seeds: seeded tables (mean ± std with the t-interval, or "1 seed, no interval"), readings that
+call a tie a tie, figures that draw the spread, and runs dispatched for every seed through lib.sweep."""
+
+import math
+
+import pytest
+
+from lib import runs, seeded
+from lib.config import ConfigError
+from lib.experiments import ranking_reading, robustness_table, run_config, sweep_reading, tail_table
+
+COUNTS = (50, 20, 10, 10)
+
+
+def doc(clean, pgd, per_class_pgd=None, eps=8 / 255):
+    per_class_pgd = per_class_pgd or [pgd] * len(COUNTS)
+    return {"protocol": {"dataset": "digits", "imbalance_ratio": 10.0, "test_protocol": "balanced", "n_test": 1200,
+                         "train_counts": list(COUNTS)},
+            "eval_config": {"eps": eps},
+            "results": {"clean": {"balanced": clean, "accuracy": clean, "per_class": [clean] * len(COUNTS)},
+                        "pgd20": {"balanced": pgd, "accuracy": pgd, "per_class": per_class_pgd}}}
+
+
+TWO = {"taet": {0: doc(0.90, 0.50, [0.6, 0.5, 0.4, 0.30]), 1: doc(0.92, 0.54, [0.6, 0.5, 0.4, 0.34])},
+       "at": {0: doc(0.80, 0.40), 1: doc(0.84, 0.40)}}
+
+
+def test_two_seeds_give_mean_std_and_the_t_interval_by_hand():
+    header, rows = seeded.robustness_table_seeds(TWO, ["clean", "pgd20"])
+    assert header == ["method", "Clean", "PGD-20"]
+    # PGD-20 of taet: 50 and 54 -> mean 52, sample std 2.83, t(0.975, 1) = 12.706 -> half width 12.706 · 2.83 / √2
+    half = 12.7062047 * math.sqrt(8) / math.sqrt(2)
+    assert rows[0] == ["taet", f"91.0 ± 1.4 [{91 - half / 2:.1f}, {91 + half / 2:.1f}]",
+                       f"52.0 ± 2.8 [{52 - half:.1f}, {52 + half:.1f}]"]
+    assert rows[0][2] == "52.0 ± 2.8 [26.6, 77.4]"
+    assert rows[1][2] == "40.0 ± 0.0 [40.0, 40.0]"  # equal seeds: no spread, still labelled with its interval
+    title = seeded.title("Table 1", "smoke", TWO)
+    assert "mean ± std [95% t-interval], n = 2 seeds" in title
+    assert "digits-LT IR 10" in title and "ε = 8/255" in title and "balanced test set of 1,200" in title
+
+
+def test_one_seed_renders_exactly_the_single_run_table_and_says_so():
+    one = {m: {0: by[0]} for m, by in TWO.items()}
+    assert seeded.robustness_table_seeds(one) == robustness_table({m: by[0] for m, by in TWO.items()})
+    assert seeded.title("Table 1", "demo", one).endswith("; 1 seed, no interval)")
+    header, rows = seeded.tail_table_seeds(one, k=2, attacks=("pgd20",))
+    assert header == ["method", "PGD-20 c3 (train n=10)", "PGD-20 c2 (train n=10)"]  # n is the TRAIN count
+    assert rows == tail_table({m: by[0] for m, by in TWO.items()}, k=2, attacks=("pgd20",))[1]
+
+
+def test_tail_table_over_seeds_summarizes_each_class():
+    header, rows = seeded.tail_table_seeds(TWO, k=1, attacks=("pgd20",))
+    assert header == ["method", "PGD-20 c3 (train n=10)"]
+    assert rows[0][1].startswith("32.0 ± 2.8 [")
+
+
+def test_rows_over_different_seeds_are_refused():
+    with pytest.raises(ConfigError, match="not over the same seeds"):
+        seeded.robustness_table_seeds({"taet": TWO["taet"], "at": {0: TWO["at"][0]}})
+    with pytest.raises(ConfigError, match="no results"):
+        seeded.robustness_table_seeds({})
+
+
+def test_sweep_table_rows_and_combined_per_seed_tables():
+    header, rows = seeded.sweep_table_seeds({"taet": {10: TWO["taet"], 50: TWO["taet"]}})
+    assert [r[0] for r in rows] == ["taet @ IR 10", "taet @ IR 50"]
+    a = (["class", "n", "final"], [["c0", "5", "10.0"], ["c1", "3", "x"]])
+    b = (["class", "n", "final"], [["c0", "5", "14.0"], ["c1", "3", "x"]])
+    assert seeded.combine_tables([a]) == a
+    header, rows = seeded.combine_tables([a, b])
+    assert rows == [["c0", "5", "12.0 ± 2.8 [-13.4, 37.4]"], ["c1", "3", "x"]]
+
+
+def pgd_docs(values_by_method):
+    return {m: {s: doc(0.9, v) for s, v in enumerate(vals)} for m, vals in values_by_method.items()}
+
+
+def test_a_difference_whose_interval_includes_zero_is_called_a_tie():
+    docs = pgd_docs({"atbsl": [0.49, 0.53, 0.47], "taet": [0.50, 0.52, 0.48]})  # TAET − AT-BSL: +1, −1, +1
+    text = seeded.ranking_reading_seeds(docs)
+    assert "a tie (the interval includes 0)" in text and "over 3 paired seeds" in text
+    assert "ahead" not in text and "behind" not in text
+    ahead = seeded.ranking_reading_seeds(pgd_docs({"atbsl": [0.40, 0.41, 0.42], "taet": [0.45, 0.47, 0.49]}))
+    assert "**taet**" in ahead.split(".")[0]  # highest mean
+    behind = seeded.ranking_reading_seeds(pgd_docs({"atbsl": [0.45, 0.47, 0.49], "taet": [0.40, 0.41, 0.42]}))
+    assert "**taet behind**" in behind and "TAET" not in behind.split(":")[0]
+
+
+def test_one_seed_ranks_nothing():
+    docs = pgd_docs({"atbsl": [0.49], "taet": [0.60]})
+    text = seeded.ranking_reading_seeds(docs)
+    assert "1 seed, no interval" in text and "Highest" not in text and "ranks" not in text
+    assert ranking_reading({m: by[0] for m, by in docs.items()}) == text  # the single-run reading is as honest
+    one = sweep_reading({"taet": {10: docs["taet"][0]}, "atbsl": {10: docs["atbsl"][0]}})
+    assert "+11.0 points (1 seed, no interval: not a ranking)" in one
+
+
+def test_sweep_reading_over_seeds_calls_ties_per_ratio():
+    sweep = {"taet": {10: pgd_docs({"x": [0.50, 0.52, 0.48]})["x"], 50: pgd_docs({"x": [0.30, 0.31, 0.32]})["x"]},
+             "atbsl": {10: pgd_docs({"x": [0.49, 0.53, 0.47]})["x"], 50: pgd_docs({"x": [0.35, 0.37, 0.39]})["x"]}}
+    text = seeded.sweep_reading_seeds(sweep)
+    ir10, ir50 = text.split("IR 10: ")[1].split("; IR 50: ")
+    assert "a tie" in ir10 and "TAET behind" in ir50
+
+
+def test_series_give_the_spread_for_error_bars():
+    means, stds = seeded.series_seeds(TWO, ("pgd20",))
+    assert means["PGD-20"] == pytest.approx([52.0, 40.0]) and stds["PGD-20"] == pytest.approx([math.sqrt(8), 0.0])
+    names, m, s = seeded.per_class_series_seeds(TWO)
+    assert names[3] == "c3 (train n=10) *" and m["taet"][3] == pytest.approx(32.0)
+
+
+def test_figures_draw_the_spread_and_do_not_blow_up_a_small_gap():
+    from lib import plots
+
+    fig = plots.grouped_bars(["a", "b"], {"PGD-20": [50.0, 52.0]}, errors={"PGD-20": [2.0, 1.0]}, ylabel="%",
+                             title="t")
+    assert any(getattr(c, "has_yerr", False) for c in fig.axes[0].containers)
+    plain = plots.grouped_bars(["a", "b"], {"PGD-20": [50.0, 52.0]}, ylabel="%", title="t")
+    assert not any(getattr(c, "has_yerr", False) for c in plain.axes[0].containers)
+    assert plain.axes[0].get_ylim()[0] == 0  # bars start at 0
+    fig = plots.lines([0, 4], {"PGD-20": [50.0, 52.0], "Clean": [51.0, 51.5]}, errors={"PGD-20": [1.0, 1.0]},
+                      xlabel="x", ylabel="%", title="t")
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    assert hi - lo >= 20 and lo <= 49 and hi >= 53  # a 2-point gap is not stretched over the whole axis
+    assert len(ax.collections) == 1  # one band: the series that has a spread
+    sweep = {"taet": {10: TWO["taet"], 50: TWO["taet"]}, "atbsl": {10: TWO["at"], 50: TWO["at"]}}
+    fig = plots.metric_vs_ir(sweep, attacks=("pgd20",), title="t")
+    assert any(c.has_yerr for c in fig.axes[0].containers)
+
+
+def test_every_seed_is_trained_through_one_sweep_and_seed_zero_is_the_single_run(tmp_path):
+    base = {"train": {"epochs": 1, "track_every": 0}, "method_args": {"ce_epochs": 0}}
+    out = str(tmp_path / "out")
+    docs = seeded.sweep_seeds("smoke", {"at": {"method": "at", **base}, "taet": base}, device="cpu", out_dir=out,
+                              executor="inline", attacks=["clean"])
+    assert set(docs) == {"at", "taet"} and all(sorted(by) == [0, 1] for by in docs.values())
+    assert docs["taet"][1]["config"].train.seed == 1 and docs["taet"][1]["config"].method == "taet"
+    assert docs["at"][0]["protocol"]["train_counts"] == docs["at"][1]["protocol"]["train_counts"]  # paired data
+    assert docs["at"][0]["run_dir"] != docs["at"][1]["run_dir"]
+    single = run_config("smoke", "at", device="cpu", out_dir=out, train=base["train"])  # AT has no ce_epochs
+    assert docs["at"][0]["run_dir"] == str(runs.run_dir(single))  # seed 0 keeps today's hash and folder
+    again = seeded.train_eval_seeds("smoke", "at", [1], device="cpu", out_dir=out, train=base["train"],
+                                    executor="inline", attacks=["clean"])
+    assert again[1]["run_dir"] == docs["at"][1]["run_dir"]
+    with pytest.raises(ConfigError, match="listed twice"):
+        seeded.train_eval_seeds("smoke", "at", [0, 0], out_dir=out)
