@@ -121,6 +121,7 @@ def metric_vs_ir(results: dict[str, dict[float, dict]], attacks=("clean", "pgd20
         ax.set_xscale("log")
         ax.set_xticks(all_irs)
         ax.set_xticklabels([f"{ir:g}" for ir in all_irs])
+        ax.minorticks_off()  # no "2 × 10^1" labels between the measured ratios
         ax.set_xlabel("imbalance ratio (n_max / n_min)")
         ax.set_ylabel(("balanced accuracy" if a == "clean" else f"balanced robustness, {COLUMN_NAMES.get(a, a)}")
                       + " (%)")

@@ -80,7 +80,7 @@ def first_doc(docs: Docs) -> dict[str, Any]:
     return by[min(by)]
 
 
-def setting_line(doc: dict[str, Any], k: int, *, ir: bool = True) -> str:
+def setting_line(doc: dict[str, Any], k: int, *, ir: bool = True, figure: bool = False) -> str:
     """Dataset (and IR), ε, the test set's size and protocol, and the seeds: what every title names."""
     p = doc["protocol"]
     eps = doc.get("eval_config", {}).get("eps")
@@ -88,7 +88,8 @@ def setting_line(doc: dict[str, Any], k: int, *, ir: bool = True) -> str:
     if eps is not None:
         parts.append(f"ε = {255 * eps:.3g}/255")
     parts.append(f"{p['test_protocol']} test set of {p['n_test']:,}")
-    return ", ".join(parts) + f"; {seeds_label(k)}"
+    spread = ("1 seed" if k == 1 else f"mean ± 1 std (bars, bands) over n = {k} seeds") if figure else seeds_label(k)
+    return ", ".join(parts) + f"; {spread}"
 
 
 def title(what: str, profile: str, docs: Docs, *, ir: bool = True) -> str:
@@ -98,7 +99,7 @@ def title(what: str, profile: str, docs: Docs, *, ir: bool = True) -> str:
 
 def figure_title(what: str, profile: str, docs: Docs, *, ir: bool = True) -> str:
     """A figure's title: `what`, then the profile, data set, ε, test set and seeds on a second line."""
-    return f"{what}\n{profile} profile; {setting_line(first_doc(docs), len(seeds_of(docs)), ir=ir)}"
+    return f"{what}\n{profile} profile; {setting_line(first_doc(docs), len(seeds_of(docs)), ir=ir, figure=True)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def test_two_seeds_give_mean_std_and_the_t_interval_by_hand():
     title = seeded.title("Table 1", "smoke", TWO)
     assert "mean ± std [95% t-interval], n = 2 seeds" in title
     assert "digits-LT IR 10" in title and "ε = 8/255" in title and "balanced test set of 1,200" in title
+    assert seeded.figure_title("Fig", "smoke", TWO).endswith("mean ± 1 std (bars, bands) over n = 2 seeds")
 
 
 def test_one_seed_renders_exactly_the_single_run_table_and_says_so():
