@@ -23,13 +23,15 @@ Docs = dict[str, dict[int, dict[str, Any]]]  # {label: {seed: eval document}}
 # Runs
 # ---------------------------------------------------------------------------------------------------------------
 def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *, method: str = "taet",
-                device: str = "auto", out_dir: str = "outputs", workers: int = 1, executor: str = "local",
+                device: str = "auto", out_dir: str = "outputs", workers: int = 1, executor: str | None = None,
                 attacks=None) -> Docs:
     """Train and evaluate every variant for every seed in one `lib.sweep` call; {label: {seed: eval doc}}.
 
     `variants` maps a label to sweep overrides applied together (`{"method": "atbsl"}`, `{"alpha": 0.2}`,
     `{"data": {"imbalance_ratio": 50}}`, `{"method_args": {"ce_epochs": 0}}`); `method` is the default method.
     Seeds default to the profile's (`profile_seeds`). Cached runs are reused; seed 0 is today's single run.
+    `executor`: by default "inline" (this process, with its thread settings, as `experiments.train_eval`)
+    for one worker, "local" (spawned processes) for several; any `lib.sweep.run_sweep` engine otherwise.
     """
     from .sweep import run_sweep
 
@@ -41,13 +43,14 @@ def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *
                             "grid": {"variant": [dict(variants[k]) for k in labels], "seed": list(seeds)}}
     if attacks:
         spec["attacks"] = list(attacks)
-    results = run_sweep(spec, executor=executor, workers=workers)
+    results = run_sweep(spec, executor=executor or ("inline" if workers == 1 else "local"), workers=workers)
     k = len(seeds)
     return {label: {s: results[i * k + j] for j, s in enumerate(seeds)} for i, label in enumerate(labels)}
 
 
 def train_eval_seeds(profile: str, method: str, seeds=None, *, device: str = "auto", out_dir: str = "outputs",
-                     workers: int = 1, executor: str = "local", attacks=None, **overrides) -> dict[int, dict[str, Any]]:
+                     workers: int = 1, executor: str | None = None, attacks=None,
+                     **overrides) -> dict[int, dict[str, Any]]:
     """`method` trained and evaluated for each seed (the profile's by default): {seed: eval document}.
     `overrides` are sweep overrides (`train={"epochs": 5}`, `ir=50`)."""
     return sweep_seeds(profile, {method: {"method": method, **overrides}}, seeds, device=device, out_dir=out_dir,
