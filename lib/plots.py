@@ -44,8 +44,8 @@ def _class_label(c: int, counts: list[int], names: list[str] | None = None) -> s
 def per_class_curves(history: list, train_counts: list[int], *, title: str,
                      class_names: list[str] | None = None) -> Figure:
     """Paper Fig. 1 and 2: per-class clean accuracy (left) and PGD robustness (right) over epochs. `history` is
-    one run's rows, or a list of runs' rows (one per seed): then the line is the mean over seeds and the band
-    ± one std."""
+    one run's rows, or a list of runs' rows (one per seed): then the line is the mean over seeds, and the tail
+    classes carry a band of ± one std."""
     runs_rows = history if history and isinstance(history[0], list) else [history]
     runs_rows = [[r for r in h if "clean_c0" in r and r["clean_c0"] not in ("", None)] for h in runs_rows]
     if not all(runs_rows):
@@ -66,18 +66,18 @@ def per_class_curves(history: list, train_counts: list[int], *, title: str,
             ax.plot(epochs, mean, color=cmap[c], lw=2.6 if is_tail else 1.0, ls="-" if is_tail else "--",
                     alpha=1.0 if is_tail else 0.75,
                     label=_class_label(c, train_counts, class_names) + (" [tail]" if is_tail else ""))
-            if len(runs_rows) > 1:
+            if len(runs_rows) > 1 and is_tail:  # bands for the tail classes only: ten bands hide the lines
                 sd = ys.std(axis=0, ddof=1)
-                ax.fill_between(epochs, mean - sd, mean + sd, color=cmap[c], alpha=0.15 if is_tail else 0.07, lw=0)
+                ax.fill_between(epochs, mean - sd, mean + sd, color=cmap[c], alpha=0.15, lw=0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"per-class {label} (%)" + (f", mean ± std over {len(runs_rows)} seeds"
-                                                   if len(runs_rows) > 1 else ""))
+        ax.set_ylabel(f"per-class {label} (%)" + (", seed mean" if len(runs_rows) > 1 else ""))
         ax.set_title(label)
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="class (train count)")
     fig.suptitle(title)
+    fig.subplots_adjust(top=0.8 if "\n" in title else 0.88)  # the suptitle clears the panels' titles
     return fig
 
 

@@ -272,7 +272,7 @@ def ranking_reading_seeds(docs: Docs, attack: str = "pgd20", focus=("taet", "HEL
             f"({summarize([100 * x for x in vals[best]]).format(1)}%).")
     if key is not None:
         others = [best] + [a for a in against if a in vals and a != best]
-        clauses = [difference_text(key, o, vals[key], vals[o]) for o in others if o != key]
+        clauses = [difference_text(f"`{key}`", f"`{o}`", vals[key], vals[o]) for o in others if o != key]
         if clauses:
             text += " " + "; ".join(clauses) + "."
     return text
@@ -301,6 +301,7 @@ def dynamics_reading_seeds(histories: list[list[dict[str, Any]]], train_counts: 
         vals = [s[i] for s in stats]
         return f"{vals[0]:.1f}" if k == 1 else summarize(vals).format(1)
 
-    return (f"Over {seeds_label(k)}: the three rarest classes end at **{f(0)}%** mean PGD robustness against "
+    over = "On 1 seed (no interval)" if k == 1 else f"Over {k} seeds (mean ± std [95% t-interval])"
+    return (f"{over}: the three rarest classes end at **{f(0)}%** mean PGD robustness against "
             f"**{f(2)}%** for the others, and swing by **{f(1)}** points (std over the second half of training) "
             f"against **{f(3)}** for the others.")

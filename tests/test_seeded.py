@@ -84,7 +84,7 @@ def test_a_difference_whose_interval_includes_zero_is_called_a_tie():
     ahead = seeded.ranking_reading_seeds(pgd_docs({"atbsl": [0.40, 0.41, 0.42], "taet": [0.45, 0.47, 0.49]}))
     assert "**taet**" in ahead.split(".")[0]  # highest mean
     behind = seeded.ranking_reading_seeds(pgd_docs({"atbsl": [0.45, 0.47, 0.49], "taet": [0.40, 0.41, 0.42]}))
-    assert "**taet behind**" in behind and "TAET" not in behind.split(":")[0]
+    assert "**`taet` behind**" in behind and "TAET" not in behind.split(":")[0]
 
 
 def test_one_seed_ranks_nothing():
@@ -147,3 +147,18 @@ def test_every_seed_is_trained_through_one_sweep_and_seed_zero_is_the_single_run
     assert again[1]["run_dir"] == docs["at"][1]["run_dir"]
     with pytest.raises(ConfigError, match="listed twice"):
         seeded.train_eval_seeds("smoke", "at", [0, 0], out_dir=out)
+
+
+def test_per_class_curves_over_seeds_band_the_tail_classes():
+    from lib import plots
+
+    def history(shift):
+        return [{"epoch": e, **{f"{k}_c{c}": min(1.0, 0.1 * c + 0.2 * e + shift) for k in ("clean", "pgd")
+                                for c in range(4)}} for e in (1, 2, 3)]
+
+    one = plots.per_class_curves(history(0.0), list(COUNTS), title="t")
+    assert all(len(ax.collections) == 0 for ax in one.axes[:2])  # one run: no band
+    two = plots.per_class_curves([history(0.0), history(0.1)], list(COUNTS), title="t\nseeds")
+    assert [len(ax.collections) for ax in two.axes[:2]] == [3, 3]  # the three rarest classes, in both panels
+    line = two.axes[1].lines[0]  # class 0's PGD line is the seed mean
+    assert list(line.get_ydata()) == pytest.approx([100 * (0.2 * e + 0.05) for e in (1, 2, 3)])
