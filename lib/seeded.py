@@ -269,7 +269,8 @@ def ranking_reading_seeds(docs: Docs, attack: str = "pgd20", focus=("taet", "HEL
     means = {label: summarize(v).mean for label, v in vals.items()}
     best = max(means, key=means.get)
     text = (f"Highest mean balanced {col} robustness over {k} seeds: **{best}** "
-            f"({summarize([100 * x for x in vals[best]]).format(1)}%).")
+            f"({summarize([100 * x for x in vals[best]]).format(1)}%; a mean, not a ranking: the paired differences "
+            f"say which gaps exceed the seed noise).")
     if key is not None:
         others = [best] + [a for a in against if a in vals and a != best]
         clauses = [difference_text(f"`{key}`", f"`{o}`", vals[key], vals[o]) for o in others if o != key]
