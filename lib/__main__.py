@@ -123,6 +123,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true",
                    help="let torchvision/medmnist download missing data (default: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on a terminal)")
+    p.add_argument("--tiny", action="store_true",
+                   help="with --profile: that profile with only its sizes shrunk (lib/tiny.py), synthetic data in the "
+                        "real format where the data set is absent; a code-path check, not a result (default: off)")
 
 
 def _parse_value(text: str) -> Any:
@@ -137,7 +140,17 @@ def _parse_value(text: str) -> Any:
 def config_from_args(a: argparse.Namespace) -> RunConfig:
     from .methods import resolve_method_args
 
-    cfg = _base(a.profile, a.method)
+    profile = a.profile
+    if getattr(a, "tiny", False):
+        if not profile:
+            raise ConfigError("--tiny shrinks a named profile: add --profile, e.g. --profile paper --tiny")
+        from .tiny import prepare_profile
+
+        profile = prepare_profile(profile, tiny=True, data_dir=a.data_dir or "data")
+        a.data_dir = None  # the tiny profile's folder (real files linked, synthetic ones written)
+        if a.out_dir is None:
+            a.out_dir = f"outputs/tiny/{a.profile}/runs"
+    cfg = _base(profile, a.method)
     base_args = dict(cfg.method_args)
     sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}, "run": {}}
     for flag, section, field, _t, _p, _h in RUN_FLAGS:
@@ -275,7 +288,8 @@ def cmd_pipeline(a: argparse.Namespace) -> int:
 
     try:
         run_pipeline(a.profile, a.only, device=a.device, out_dir=a.out_dir, force=a.force,
-                     html_export=not a.no_html)
+                     html_export=not a.no_html, tiny=a.tiny, data_dir=a.data_dir, download=a.download,
+                     allow_slow=a.allow_slow)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -331,7 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: demo; paper: paper)")
     pl.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,05 (default: all)")
     pl.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    pl.add_argument("--out-dir", default="outputs", help="output folder (default: outputs)")
+    pl.add_argument("--tiny", action="store_true",
+                    help="the profile with only its sizes shrunk (a few images, batches and epochs; synthetic data in "
+                         "the real format where a data set is absent): every code path on a CPU in minutes, into "
+                         "outputs/tiny/PROFILE/; checks, not results (default: off)")
+    pl.add_argument("--out-dir", default=None,
+                    help="output folder (default: outputs; with --tiny outputs/tiny/PROFILE)")
+    pl.add_argument("--data-dir", default="data", help="folder the data sets are read from (default: data)")
+    pl.add_argument("--download", action="store_true",
+                    help="let torchvision / medmnist download a missing data set (default: off)")
+    pl.add_argument("--allow-slow", action="store_true",
+                    help="start even when AutoAttack on the CPU would take hours (default: stop and say how long)")
     pl.add_argument("--force", action="store_true", help="re-execute notebooks that finished earlier")
     pl.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML export")
     pl.set_defaults(func=cmd_pipeline)

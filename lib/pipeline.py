@@ -111,14 +111,25 @@ def run_notebook(src: Path, out_dir: Path, params: dict[str, Any], *, kernel: st
     return final
 
 
-def run_pipeline(profile: str = "demo", only=None, *, device: str = "auto", out_dir: str = "outputs",
+def run_pipeline(profile: str = "demo", only=None, *, device: str = "auto", out_dir: str | None = None,
                  force: bool = False, kernel: str = "python3", html_export: bool = True,
-                 folder: Path = NOTEBOOK_DIR) -> list[dict[str, Any]]:
+                 folder: Path = NOTEBOOK_DIR, tiny: bool = False, data_dir: str = "data",
+                 download: bool = False, allow_slow: bool = False) -> list[dict[str, Any]]:
+    """Run the chosen notebooks in order. `tiny`: the profile with only its sizes shrunk (lib.tiny), into
+    outputs/tiny/<profile>/ by default; `data_dir` and `download` reach every notebook as parameters."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
     chosen = select(only, folder)
+    from .preflight import check_pipeline
+
+    check_pipeline(profile, tiny=tiny, data_dir=data_dir, download=download, device=device,
+                   allow_slow=allow_slow)  # before any work
+    if out_dir is None:
+        out_dir = str(Path("outputs") / "tiny" / profile) if tiny else "outputs"
     out = Path(out_dir).resolve()
     params = {"profile": profile, "device": device, "out_dir": str(out)}
+    if tiny or data_dir != "data" or download:  # today's parameters (and resume records) otherwise
+        params.update(tiny=tiny, data_dir=str(Path(data_dir).resolve()), download=download)
     report = []
     for src in chosen:
         final = out / "notebooks" / src.name
@@ -127,13 +138,13 @@ def run_pipeline(profile: str = "demo", only=None, *, device: str = "auto", out_
             report.append({"notebook": src.name, "seconds": 0.0, "skipped": True})
             continue
         t0 = time.perf_counter()
-        print(f"[pipeline] {src.name} ({profile}) ...", flush=True)
+        print(f"[pipeline] {src.name} ({profile}{', tiny' if tiny else ''}) ...", flush=True)
         run_notebook(src, out, params, kernel=kernel, html_export=html_export)
         dt = time.perf_counter() - t0
         print(f"[pipeline] {src.name} done in {dt:.0f} s", flush=True)
         report.append({"notebook": src.name, "seconds": round(dt, 1), "skipped": False})
-    write_index(out)
-    runs.atomic_write_json(out / "notebooks" / f"pipeline_{profile}.json", report)
+    write_index(out, tiny=tiny)
+    runs.atomic_write_json(out / "notebooks" / f"pipeline_{profile}{'-tiny' if tiny else ''}.json", report)
     print(f"[pipeline] index: {out / 'index.html'}")
     return report
 
@@ -145,9 +156,13 @@ def _markdown_renderer():
     return mistune.create_markdown(escape=True, plugins=["table"])
 
 
-def write_index(out: Path) -> Path:
+TINY_BANNER = ("TINY RUN: the profile's code paths at tiny sizes (a few images and epochs, synthetic data where "
+               "the real set is absent). These numbers check that everything runs; they are not results.")
+
+
+def write_index(out: Path, tiny: bool = False) -> Path:
     """outputs/index.html linking every executed notebook, table (rendered as HTML; the claims table first) and
-    figure."""
+    figure (a tiny run says so at the top)."""
     out = Path(out)
 
     def rel(p: Path) -> str:
@@ -157,7 +172,11 @@ def write_index(out: Path) -> Path:
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
              "pre{background:#f6f6f6;padding:8px;overflow:auto}table{border-collapse:collapse;margin:8px 0}"
              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}</style>",
-             "<h1>TAET kit outputs</h1>", "<h2>Notebooks</h2><ul>"]
+             "<h1>TAET kit outputs" + (" (tiny)" if tiny else "") + "</h1>"]
+    if tiny:
+        parts[0] = parts[0].replace("<title>TAET kit outputs", "<title>TAET kit outputs (tiny)")
+        parts.append(f"<p style='background:#fdd;padding:8px'><b>{html.escape(TINY_BANNER)}</b></p>")
+    parts.append("<h2>Notebooks</h2><ul>")
     for nb in sorted((out / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         h = nb.with_suffix(".html")
         link = f"<a href='{rel(h)}'>{html.escape(nb.stem)}</a>" if h.exists() else html.escape(nb.stem)
