@@ -1,0 +1,188 @@
+"""--tiny: the named profile with only its sizes shrunk, synthetic data in the real formats through the real
+loaders, the attack-iteration cap, and the checks that stop a pipeline before any work."""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+
+from lib import config, data, tiny
+from lib.attacks import describe_attack, get_attack
+from lib.config import PROFILES, ConfigError, EvalConfig, profile_config
+
+
+@pytest.fixture
+def fresh_profiles(monkeypatch, tmp_path):
+    """PROFILES restored after the test; synthetic data written under tmp_path instead of the system's temp."""
+    monkeypatch.setattr(config, "PROFILES", dict(PROFILES))
+    monkeypatch.setattr(tiny, "PROFILES", config.PROFILES)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    return tmp_path
+
+
+def test_tiny_paper_keeps_every_choice_and_shrinks_only_sizes(fresh_profiles):
+    name = tiny.prepare_profile("paper", tiny=True, data_dir=str(fresh_profiles / "empty"))
+    assert name == "paper-tiny"
+    full, small = profile_config("paper", "taet"), profile_config(name, "taet")
+    for section, fields in {"data": ("dataset", "imbalance_ratio", "lt_profile", "test_protocol", "augment",
+                                     "crop_padding", "flip"),
+                            "model": ("arch", "normalize", "pretrained", "resize"),
+                            "train": ("lr", "momentum", "weight_decay", "milestones", "track_every", "track_eps"),
+                            "eval": ("attacks", "eps", "pgd_step_size", "cw_l2_c", "autoattack_version")}.items():
+        for f in fields:
+            assert getattr(getattr(small, section), f) == getattr(getattr(full, section), f), (section, f)
+    assert small.eval.attacks[-1] == "autoattack" and small.model.arch == "resnet18"
+    assert small.train.epochs == 3 and small.method_args["ce_epochs"] == 1  # 40 of 100 -> 1 of 3: stage 1 kept
+    assert small.data.max_test == 10 and small.data.max_train == 12 and small.eval.max_steps == 2
+    assert small.method_args["steps"] == 2 and full.method_args.get("steps", 10) == 10
+    nb = config.notebook_settings(name)
+    assert nb["derma"]["arch"] == "vit_b16" and nb["derma"]["pretrained"] is True  # ViT-B/16 at 224 kept
+    assert nb["irs"] == [10, 100] and nb["ce_epochs_grid"] == [0, 1, 2]
+    assert config.profile_seeds(name) == [0]
+
+
+def test_without_tiny_nothing_changes(fresh_profiles):
+    before = {k: dict(v) for k, v in config.PROFILES.items()}
+    assert tiny.prepare_profile("demo") == "demo"
+    assert {k: dict(v) for k, v in config.PROFILES.items()} == before
+
+
+def test_synthetic_cifar_is_read_by_torchvision_with_its_checksums(tmp_path):
+    from torchvision.datasets import CIFAR10
+
+    tiny.write_synthetic_cifar(str(tmp_path))
+    folder = tmp_path / "cifar-10-batches-py"
+    assert sorted(os.listdir(folder)) == sorted([f for f, _ in CIFAR10.train_list + CIFAR10.test_list]
+                                                + ["batches.meta", tiny.SYNTHETIC_MARKER])
+    cls = data._synthetic_checksums(CIFAR10, str(folder))
+    assert issubclass(cls, CIFAR10) and cls is not CIFAR10
+    raw = data.load_cifar10(str(tmp_path), False)
+    assert raw.train_x.shape == (1000, 3, 32, 32) and raw.train_x.dtype == torch.uint8
+    assert raw.test_x.shape == (100, 3, 32, 32)
+    assert torch.bincount(raw.train_y).tolist() == [100] * 10
+    b = data.build_data(config.DataConfig(dataset="cifar10", data_dir=str(tmp_path), imbalance_ratio=100),
+                        verbose=False)
+    assert b.class_counts[0] == 100 and b.class_counts[-1] == 1  # the IR-100 tail exists
+    # torchvision still checks the files: a changed byte is a corrupt file
+    f = folder / "data_batch_3"
+    blob = bytearray(f.read_bytes())
+    blob[-5] ^= 0xFF
+    f.write_bytes(bytes(blob))
+    with pytest.raises(data.DataError, match="corrupt.*data_batch_3"):
+        data.load_cifar10(str(tmp_path), False)
+
+
+def test_synthetic_dermamnist_is_read_by_medmnist_and_long_tailed(tmp_path):
+    tiny.write_synthetic_dermamnist(str(tmp_path))
+    raw = data.load_dermamnist(str(tmp_path), False)
+    assert raw.train_x.shape[1:] == (3, 28, 28) and raw.num_classes == 7
+    counts = torch.bincount(raw.train_y, minlength=7).tolist()
+    assert counts.index(max(counts)) == 5 and min(counts) >= 2  # nevi dominate, every class present
+    assert max(counts) / min(counts) > 20
+
+
+def test_tiny_refuses_a_data_set_it_cannot_synthesise_before_writing(fresh_profiles, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", str(fresh_profiles / "nowhere"))
+    config.PROFILES["fashion"] = dict(PROFILES["fashion"])
+    with pytest.raises(ConfigError, match="--tiny cannot synthesise data set 'fashion_mnist'"):
+        tiny.prepare_profile("fashion", tiny=True, data_dir=str(fresh_profiles / "empty"))
+    assert os.listdir(fresh_profiles / "tmp") == []  # nothing half-written
+    assert "fashion-tiny" not in config.PROFILES
+
+
+def test_tiny_uses_real_files_when_present(fresh_profiles):
+    real = fresh_profiles / "real"
+    tiny.write_synthetic_dermamnist(str(real))
+    os.remove(real / tiny.SYNTHETIC_MARKER)  # stands for a real dermamnist.npz
+    folder = tiny.tiny_data_dir(tiny.tiny_settings(PROFILES["paper"]), str(real))
+    assert os.path.realpath(os.path.join(folder, "dermamnist.npz")) == str(real / "dermamnist.npz")
+    assert os.path.isfile(os.path.join(folder, "cifar-10-batches-py", tiny.SYNTHETIC_MARKER))
+
+
+def _counting_model():
+    calls = []
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+
+    def hook(*_):
+        calls.append(1)
+
+    net.register_forward_hook(hook)
+    return net, calls
+
+
+@pytest.mark.parametrize("name,steps", [("pgd20", 20), ("pgd100", 100), ("cw_linf", 20), ("cw_l2", 100)])
+def test_max_steps_caps_each_attack_and_is_recorded(name, steps):
+    e = EvalConfig()
+    assert describe_attack(name, e)["steps"] == steps
+    capped = EvalConfig(max_steps=2)
+    assert describe_attack(name, capped)["steps"] == 2
+    torch.manual_seed(0)
+    net, calls = _counting_model()
+    x, y = torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 2])
+    get_attack(name)(net, x, y, capped, torch.Generator().manual_seed(0))
+    assert 2 <= len(calls) <= 4  # two iterations (plus a start / final check), not 20 or 100
+
+
+def test_autoattack_cap_is_recorded_only_when_set():
+    assert "max_steps" not in describe_attack("autoattack", EvalConfig())
+    assert describe_attack("autoattack", EvalConfig(max_steps=2))["max_steps"] == 2
+
+
+def test_pipeline_paper_without_cifar_offline_stops_in_one_line(tmp_path, capsys):
+    from lib.__main__ import main
+
+    out = tmp_path / "out"
+    code = main(["pipeline", "--profile", "paper", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "needs cifar10" in err and "--download" in err and "--tiny" in err
+    assert not out.exists()
+
+
+def test_autoattack_on_cpu_with_a_large_test_set_says_how_long(monkeypatch):
+    from lib import preflight
+
+    with pytest.raises(ConfigError, match=r"AutoAttack on 10000 test images on the CPU: at least 13\.9 h"):
+        preflight.check_autoattack_time("paper", "cpu", measure=lambda *a: 0.05)
+    est = preflight.check_autoattack_time("paper", "cpu", measure=lambda *a: 1e-5)
+    assert est["n_test"] == 10000 and est["estimate_s"] == pytest.approx(10.0)
+    assert preflight.check_autoattack_time("demo", "cpu", measure=lambda *a: 1.0) is None  # no AutoAttack
+
+
+def test_seconds_per_pass_is_measured():
+    from lib.preflight import seconds_per_pass
+
+    s = seconds_per_pass("small_cnn", (1, 8, 8), 10)
+    assert 0 < s < 1
+
+
+def test_index_of_a_tiny_run_says_so(tmp_path):
+    from lib.pipeline import TINY_BANNER, write_index
+
+    (tmp_path / "notebooks").mkdir()
+    text = write_index(tmp_path, tiny=True).read_text()
+    assert "<title>TAET kit outputs (tiny)" in text and html.escape(TINY_BANNER) in text
+    assert "TINY" not in write_index(tmp_path).read_text()
+
+
+def test_train_tiny_needs_a_profile(capsys):
+    from lib.__main__ import main
+
+    assert main(["train", "--tiny"]) == 2
+    assert "--profile paper --tiny" in capsys.readouterr().err
+
+
+def test_synthetic_images_are_learnable_class_prototypes(tmp_path):
+    tiny.write_synthetic_cifar(str(tmp_path))
+    raw = data.load_cifar10(str(tmp_path), False)
+    x = raw.train_x.float().flatten(1)
+    means = torch.stack([x[raw.train_y == c].mean(0) for c in range(10)])
+    nearest = torch.cdist(raw.test_x.float().flatten(1), means).argmin(1)
+    assert (nearest == raw.test_y).float().mean() > 0.9  # a nearest-mean classifier separates the classes
+    assert np.isfinite(x.numpy()).all()
