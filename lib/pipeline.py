@@ -128,6 +128,11 @@ def run_pipeline(profile: str = "demo", only=None, *, device: str = "auto", out_
         out_dir = str(Path("outputs") / "tiny" / profile) if tiny else "outputs"
     out = Path(out_dir).resolve()
     params = {"profile": profile, "device": device, "out_dir": str(out)}
+    if tiny:
+        from .plots import TINY_MARKER
+
+        out.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_text(out / TINY_MARKER, TINY_BANNER + "\n")
     if tiny or data_dir != "data" or download:  # today's parameters (and resume records) otherwise
         params.update(tiny=tiny, data_dir=str(Path(data_dir).resolve()), download=download)
     report = []

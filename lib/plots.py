@@ -20,8 +20,15 @@ from .tables import COLUMN_NAMES, rarest_classes
 TAIL_K = 3
 
 
+TINY_MARKER = "TINY_RUN.txt"  # lib.pipeline writes it at the top of a --tiny run's output folder
+
+
 def save_figure(fig: Figure, name: str, out_dir: str = "outputs") -> Path:
-    """Write outputs/figures/<name>.png and .pdf atomically; return the PNG path."""
+    """Write outputs/figures/<name>.png and .pdf atomically; return the PNG path. In the folder of a `--tiny`
+    run (it holds TINY_MARKER) the figure is stamped as such."""
+    if (Path(out_dir) / TINY_MARKER).exists():
+        fig.text(0.5, 1.0, "TINY RUN: a code-path check, not a result", ha="center", va="bottom", color="red",
+                 fontsize=11, fontweight="bold")
     folder = Path(out_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):

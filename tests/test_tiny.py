@@ -186,3 +186,41 @@ def test_synthetic_images_are_learnable_class_prototypes(tmp_path):
     nearest = torch.cdist(raw.test_x.float().flatten(1), means).argmin(1)
     assert (nearest == raw.test_y).float().mean() > 0.9  # a nearest-mean classifier separates the classes
     assert np.isfinite(x.numpy()).all()
+
+
+def test_figures_of_a_tiny_run_are_stamped(tmp_path):
+    from matplotlib.figure import Figure
+
+    from lib.plots import TINY_MARKER, save_figure
+
+    plain, small = Figure(), Figure()
+    save_figure(plain, "f", str(tmp_path / "full"))
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / TINY_MARKER).write_text("tiny\n")
+    save_figure(small, "f", str(tmp_path / "tiny"))
+    assert [t.get_text() for t in plain.texts] == []
+    assert any("TINY RUN" in t.get_text() for t in small.texts)
+    assert (tmp_path / "tiny" / "figures" / "f.png").exists()
+
+
+def test_demo_needs_no_system_fashion_mnist(monkeypatch, tmp_path):
+    """Notebook 06 in the demo profile, on a machine without the Debian package: the bundled digits stand in."""
+    from lib import experiments as ex
+
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-such-package"))
+    d = config.notebook_settings("demo")["derma"]
+    picked, label, note = ex.derma_data(d, str(tmp_path / "data"))
+    assert picked["dataset"] == "digits" and "digits" in label
+    assert "fashion_mnist" in note and "not available either" in note
+    cfg = ex.run_config("demo", "taet", data=picked, out_dir=str(tmp_path / "out"))
+    b = data.build_data(cfg.data, verbose=False)
+    assert b.class_counts[0] / b.class_counts[-1] > 20  # long-tailed at DermaMNIST's ratio
+
+
+def test_demo_uses_fashion_mnist_when_the_package_is_there():
+    from lib import experiments as ex
+
+    if data._find_fashion("data") is None:
+        pytest.skip("dataset-fashion-mnist is not installed here")
+    picked, _, _ = ex.derma_data(config.notebook_settings("demo")["derma"])
+    assert picked["dataset"] == "fashion_mnist"
