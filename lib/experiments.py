@@ -276,7 +276,9 @@ def derma_data(d: dict[str, Any], data_dir: str = "data") -> tuple[dict[str, Any
     """
     data_dir, download = d.get("data_dir", data_dir), bool(d.get("download", False))  # lib.tiny.prepare_profile
     dataset, note = dataset_or_standin(d["dataset"], d.get("standin"), data_dir, download)
-    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir, "download": download}
+    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir}
+    if download:
+        data["download"] = True
     data.update({k: d[k] for k in ("max_train", "max_test") if d.get(k)})
     if dataset == d["dataset"]:
         return data, "DermaMNIST", note
