@@ -224,3 +224,41 @@ def test_demo_uses_fashion_mnist_when_the_package_is_there():
         pytest.skip("dataset-fashion-mnist is not installed here")
     picked, _, _ = ex.derma_data(config.notebook_settings("demo")["derma"])
     assert picked["dataset"] == "fashion_mnist"
+
+
+def test_pipeline_passes_tiny_data_dir_and_download_to_every_notebook(fresh_profiles, monkeypatch, tmp_path):
+    from lib import pipeline
+    from lib.plots import TINY_MARKER
+
+    seen = []
+
+    def fake_run(src, out, params, **kw):
+        seen.append((src.name, dict(params)))
+        return out / "notebooks" / src.name
+
+    monkeypatch.setattr(pipeline, "run_notebook", fake_run)
+    monkeypatch.chdir(tmp_path)
+    pipeline.run_pipeline("smoke", tiny=True, data_dir="mydata", download=True, html_export=False)
+    out = tmp_path / "outputs" / "tiny" / "smoke"
+    assert len(seen) == len(pipeline.notebooks()) >= 7
+    for _, params in seen:
+        assert params == {"profile": "smoke", "device": "auto", "out_dir": str(out), "tiny": True,
+                          "data_dir": str(tmp_path / "mydata"), "download": True}
+    assert (out / TINY_MARKER).exists() and "(tiny)" in (out / "index.html").read_text()
+    seen.clear()
+    pipeline.run_pipeline("smoke", html_export=False)  # without the new flags: today's three parameters
+    assert seen[0][1] == {"profile": "smoke", "device": "auto", "out_dir": str(tmp_path / "outputs")}
+
+
+def test_train_tiny_shrinks_the_named_profile(fresh_profiles, tmp_path, capsys):
+    import json
+
+    from lib.__main__ import main
+
+    out = tmp_path / "runs"
+    assert main(["train", "--profile", "smoke", "--tiny", "--method", "taet", "--out-dir", str(out),
+                 "--no-progress", "--device", "cpu"]) == 0
+    (cfg_file,) = out.glob("*/config.json")
+    cfg = json.loads(cfg_file.read_text())
+    assert cfg["train"]["epochs"] == 3 and cfg["data"]["max_test"] == 10 and cfg["eval"]["max_steps"] == 2
+    assert cfg["model"]["arch"] == "small_cnn" and cfg["method_args"]["ce_epochs"] == 2  # 1 of 2 -> 2 of 3
