@@ -205,6 +205,7 @@ def tiny_data_dir(p: dict[str, Any], data_dir: str = "data") -> str:
     """A folder holding every data set profile `p` reads: a link to the real files where `data_dir` has them,
     a synthetic set in the real format otherwise (written once per machine into the temporary folder).
     ConfigError before anything is written when a data set can be neither found nor synthesised."""
+    from . import data
     from .data import DATASETS, DataError
 
     plan = {}
@@ -232,6 +233,9 @@ def tiny_data_dir(p: dict[str, Any], data_dir: str = "data") -> str:
     os.makedirs(folder, exist_ok=True)
     for name, (kind, real) in plan.items():
         target = os.path.join(folder, _REAL_FILES.get(name, name))
+        if kind == "found" and name == "fashion_mnist":  # its IDX files, wherever they were found
+            real = os.path.dirname(os.path.abspath(next(iter(data._find_fashion(data_dir).values()))))
+            kind, target = "real", os.path.join(folder, "fashion-mnist")
         if kind == "real":
             if os.path.islink(target) or os.path.isfile(target):
                 os.remove(target)

@@ -262,3 +262,23 @@ def test_train_tiny_shrinks_the_named_profile(fresh_profiles, tmp_path, capsys):
     cfg = json.loads(cfg_file.read_text())
     assert cfg["train"]["epochs"] == 3 and cfg["data"]["max_test"] == 10 and cfg["eval"]["max_steps"] == 2
     assert cfg["model"]["arch"] == "small_cnn" and cfg["method_args"]["ce_epochs"] == 2  # 1 of 2 -> 2 of 3
+
+
+def test_tiny_fashion_links_the_idx_files_it_found(fresh_profiles):
+    import gzip
+
+    src = fresh_profiles / "mine"
+    src.mkdir()
+    imgs = np.zeros((20, 28, 28), np.uint8)
+    labels = np.arange(20, dtype=np.uint8) % 10
+    for stem, arr, magic in (("train-images-idx3-ubyte", imgs, 2051), ("train-labels-idx1-ubyte", labels, 2049),
+                             ("t10k-images-idx3-ubyte", imgs, 2051), ("t10k-labels-idx1-ubyte", labels, 2049)):
+        head = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+        with gzip.open(src / f"{stem}.gz", "wb") as f:
+            f.write(head + arr.tobytes())
+    name = tiny.prepare_profile("fashion", tiny=True, data_dir=str(src))
+    folder = config.PROFILES[name]["data"]["data_dir"]
+    assert folder != str(src)  # DermaMNIST (notebook 06) was synthesised beside it
+    raw = data.load_fashion_mnist(folder, False)
+    assert len(raw.train_y) == 20
+    assert os.path.realpath(os.path.join(folder, "fashion-mnist")) == str(src)
