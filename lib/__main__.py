@@ -228,6 +228,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .methods.base import check_range
 
     check_range("eps", ecfg.eps, hint="attack sizes are in [0, 1] pixel units: 8/255 = 0.0314")
+    if not a.allow_slow:
+        from .preflight import check_run_autoattack
+
+        check_run_autoattack(cfg, attacks, a.device)
     doc = evaluate_run(a.run_dir, attacks, device=a.device, ecfg=ecfg, force=a.force, progress=not a.no_progress)
     print(f"results: {a.run_dir}/eval.json and eval.csv ({len(doc['results'])} attacks)")
     return 0
@@ -331,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     e.add_argument("--force", action="store_true", help="recompute every attack")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e.add_argument("--allow-slow", action="store_true",
+                   help="start even when AutoAttack on the CPU would take hours (default: stop and say how long)")
     e.set_defaults(func=cmd_evaluate)
 
     pl = sub.add_parser("pipeline", help="run the notebooks with papermill into outputs/ (tables, figures, HTML)",

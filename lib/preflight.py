@@ -73,15 +73,21 @@ _SHAPES = {"cifar10": ((3, 32, 32), 10, 10000), "cifar100": ((3, 32, 32), 100, 1
 
 def check_autoattack_time(profile: str, device: str = "auto", data_dir: str = "data",
                           measure=seconds_per_pass) -> dict[str, Any] | None:
-    """On a CPU run whose suite has AutoAttack, estimate its time from a measured pass; ConfigError when even
-    APGD-CE alone (AA_MIN_PASSES passes per test image) exceeds AA_CPU_LIMIT_S."""
+    """On a CPU run of `profile` whose suite has AutoAttack, estimate its time from a measured pass; ConfigError
+    when even APGD-CE alone (AA_MIN_PASSES passes per test image) exceeds AA_CPU_LIMIT_S."""
+    return check_run_autoattack(profile_config(profile), None, device, what=f"profile {profile!r} runs",
+                                measure=measure)
+
+
+def check_run_autoattack(cfg, attacks=None, device: str = "auto", *, what: str = "this run asks for",
+                         measure=seconds_per_pass) -> dict[str, Any] | None:
+    """The same check for one run config (`python -m lib evaluate`): None when there is nothing to check."""
     import torch
 
-    cfg = profile_config(profile)
-    if "autoattack" not in cfg.eval.attacks:
+    if "autoattack" not in (attacks or cfg.eval.attacks):
         return None
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else device
-    if dev != "cpu" and dev != "auto":
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if dev != "cpu":
         return None
     shape, classes, n_test = _SHAPES.get(cfg.data.dataset, ((3, 32, 32), 10, 10000))
     n = min(n_test, cfg.data.max_test or n_test)
@@ -90,8 +96,8 @@ def check_autoattack_time(profile: str, device: str = "auto", data_dir: str = "d
     out = {"n_test": n, "seconds_per_pass": per_pass, "estimate_s": est}
     if est > AA_CPU_LIMIT_S:
         raise ConfigError(
-            f"profile {profile!r} runs AutoAttack on {n} test images on the CPU: at least {est / 3600:.1f} h per "
-            f"run here (APGD-CE alone, {AA_MIN_PASSES} passes per image at {per_pass * 1000:.0f} ms; the full "
-            f"standard suite takes several times that). Use a GPU (--device cuda), `--tiny` to check the code "
-            f"paths, or --allow-slow to start anyway")
+            f"{what} AutoAttack on {n} test images on the CPU: at least {est / 3600:.1f} h per run here "
+            f"(APGD-CE alone, {AA_MIN_PASSES} passes per image at {per_pass * 1000:.0f} ms; the full standard "
+            f"suite takes several times that). Use a GPU (--device cuda), `--tiny` to check the code paths, or "
+            f"--allow-slow to start anyway")
     return out

@@ -282,3 +282,15 @@ def test_tiny_fashion_links_the_idx_files_it_found(fresh_profiles):
     raw = data.load_fashion_mnist(folder, False)
     assert len(raw.train_y) == 20
     assert os.path.realpath(os.path.join(folder, "fashion-mnist")) == str(src)
+
+
+def test_evaluate_checks_autoattack_time_of_the_run():
+    from lib.preflight import check_run_autoattack
+
+    cfg = profile_config("smoke", "taet")  # 200 test images, no AutoAttack in its suite
+    assert check_run_autoattack(cfg, None, "cpu", measure=lambda *a: 1.0) is None
+    est = check_run_autoattack(cfg, ["autoattack"], "cpu", measure=lambda *a: 0.05)
+    assert est["estimate_s"] == pytest.approx(200 * 100 * 0.05)
+    with pytest.raises(ConfigError, match="AutoAttack on 200 test images on the CPU: at least 5.6 h"):
+        check_run_autoattack(cfg, ["autoattack"], "cpu", measure=lambda *a: 1.0)
+    assert check_run_autoattack(cfg, ["autoattack"], "cuda", measure=lambda *a: 1.0) is None
