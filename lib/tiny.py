@@ -210,12 +210,11 @@ def tiny_data_dir(p: dict[str, Any], data_dir: str = "data") -> str:
 
     plan = {}
     for name in datasets_of(p):
-        real = os.path.join(data_dir, _REAL_FILES[name]) if name in _REAL_FILES else None
         if name in BUNDLED:
             continue
-        if real and os.path.exists(real) and not os.path.exists(os.path.join(os.path.dirname(real) if
-                                                                            name == "dermamnist" else real,
-                                                                            SYNTHETIC_MARKER)):
+        real = os.path.join(data_dir, _REAL_FILES[name]) if name in _REAL_FILES else None
+        marker = os.path.join(data_dir if name == "dermamnist" else str(real), SYNTHETIC_MARKER)
+        if real and os.path.exists(real) and not os.path.exists(marker):  # the user's own (real) files
             plan[name] = ("real", os.path.abspath(real))
         elif name in SYNTHESISERS:
             plan[name] = ("synthetic", None)
