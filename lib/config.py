@@ -86,7 +86,7 @@ class EvalConfig:
     autoattack_version: str = "standard"  # `autoattack`: fra31's AutoAttack (pyautoattack)
     autoattack_ta_version: str = "standard"  # `autoattack_ta`: torchattacks.AutoAttack (official TAET / AT-BSL eval)
     batch_size: int = 256
-    max_steps: int | None = None  # cap on every attack's iterations, AutoAttack's too (--tiny: 2); None = their own
+    max_steps: int | None = None  # cap on every attack's iterations, AutoAttack's too (--tiny: 1); None = their own
     seed: int = 0
 
 

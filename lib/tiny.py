@@ -26,9 +26,9 @@ from .data import SYNTHETIC_MARKER
 TINY_SUFFIX = "-tiny"
 # The sizes --tiny sets; every other setting is the profile's own.
 TINY_EPOCHS = 3  # stage 1 (clean) keeps its share of the schedule, at least one epoch
-TINY_TRAIN = {"batch_size": 4, "track_size": 10, "track_pgd_steps": 2}
+TINY_TRAIN = {"batch_size": 4, "track_size": 10, "track_pgd_steps": 1}
 TINY_DATA = {"max_train": 12, "max_test": 10}  # three batches per epoch; one test image per class (CIFAR-10)
-TINY_ATTACK_STEPS = 2  # every method's training attack, and the cap on every evaluation attack's iterations
+TINY_ATTACK_STEPS = 1  # every method's training attack, and the cap on every evaluation attack's iterations
 TINY_DERMA = {"epochs": 2, "max_train": 7, "max_test": 7}  # ViT-B/16 at 224 px: one image per class
 TINY_EFFICIENCY = {"steps": 2}
 TINY_RESIZE = 40  # data.resize_before_crop (taet_notebook: 224): still resized before the crop, at a CPU size

@@ -39,8 +39,8 @@ def test_tiny_paper_keeps_every_choice_and_shrinks_only_sizes(fresh_profiles):
             assert getattr(getattr(small, section), f) == getattr(getattr(full, section), f), (section, f)
     assert small.eval.attacks[-1] == "autoattack" and small.model.arch == "resnet18"
     assert small.train.epochs == 3 and small.method_args["ce_epochs"] == 1  # 40 of 100 -> 1 of 3: stage 1 kept
-    assert small.data.max_test == 10 and small.data.max_train == 12 and small.eval.max_steps == 2
-    assert small.method_args["steps"] == 2 and full.method_args.get("steps", 10) == 10
+    assert small.data.max_test == 10 and small.data.max_train == 12 and small.eval.max_steps == 1
+    assert small.method_args["steps"] == 1 and full.method_args.get("steps", 10) == 10
     nb = config.notebook_settings(name)
     assert nb["derma"]["arch"] == "vit_b16" and nb["derma"]["pretrained"] is True  # ViT-B/16 at 224 kept
     assert nb["irs"] == [10, 100] and nb["ce_epochs_grid"] == [0, 1, 2]
@@ -260,7 +260,7 @@ def test_train_tiny_shrinks_the_named_profile(fresh_profiles, tmp_path, capsys):
                  "--no-progress", "--device", "cpu"]) == 0
     (cfg_file,) = out.glob("*/config.json")
     cfg = json.loads(cfg_file.read_text())
-    assert cfg["train"]["epochs"] == 3 and cfg["data"]["max_test"] == 10 and cfg["eval"]["max_steps"] == 2
+    assert cfg["train"]["epochs"] == 3 and cfg["data"]["max_test"] == 10 and cfg["eval"]["max_steps"] == 1
     assert cfg["model"]["arch"] == "small_cnn" and cfg["method_args"]["ce_epochs"] == 2  # 1 of 2 -> 2 of 3
 
 
@@ -294,3 +294,18 @@ def test_evaluate_checks_autoattack_time_of_the_run():
     with pytest.raises(ConfigError, match="AutoAttack on 200 test images on the CPU: at least 5.6 h"):
         check_run_autoattack(cfg, ["autoattack"], "cpu", measure=lambda *a: 1.0)
     assert check_run_autoattack(cfg, ["autoattack"], "cuda", measure=lambda *a: 1.0) is None
+
+
+def test_autoattack_max_steps_caps_every_sub_attack():
+    from lib.attacks import autoattack
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    counted = []
+    net.register_forward_hook(lambda *_: counted.append(1))
+    x = torch.rand(20, 1, 8, 8)
+    y = net(x).argmax(1)  # every point clean-correct: every sub-attack runs on what survives
+    counted.clear()
+    xa = autoattack(net, x, y, eps=8 / 255, max_steps=1)
+    assert (xa - x).abs().max() <= 8 / 255 + 1e-6
+    assert len(counted) < 150  # uncapped: APGD-CE 100 + APGD-T 9x100 + FAB-T + Square 5000 queries
