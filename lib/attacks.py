@@ -41,6 +41,7 @@ from lib.attack_base import (  # noqa: F401  (_frozen_params: re-exported for li
     trusted_inputs,
 )
 from lib.autoattack import (  # noqa: F401 (_strict_fp32: re-exported for lib.bench)
+    TINY_TARGETS,
     TORCHATTACKS_INSTALL,
     _strict_fp32,
     autoattack,
@@ -418,6 +419,8 @@ def _aa_desc(e: EvalConfig) -> dict[str, Any]:
         settings["n_target_classes"] = "min(9, num_classes - 1)"
     if e.max_steps is not None:
         settings["max_steps"] = e.max_steps  # every sub-attack's iterations (Square: queries), --tiny only
+        if "n_target_classes" in settings:
+            settings["n_target_classes"] = f"min({TINY_TARGETS}, num_classes - 1)"
     return {"attack": "autoattack", "norm": "Linf", "eps": e.eps, "version": e.autoattack_version,
             "seed": e.seed, "implementation": impl, "precision": "fp32", **settings}
 

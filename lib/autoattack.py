@@ -95,6 +95,9 @@ def autoattack_settings(num_classes: int, version: str = "standard") -> dict[str
     return settings
 
 
+TINY_TARGETS = 2  # target classes of APGD-T and FAB-T under max_steps (--tiny); official: min(9, C - 1)
+
+
 def autoattack(
     model: nn.Module,
     x: torch.Tensor,
@@ -115,7 +118,7 @@ def autoattack(
     10 classes the targeted attacks get C - 1 target classes instead of the official 9. x may be the whole
     test set: pyautoattack batches it internally (``batch_size=None`` = its default, 250). The global
     torch RNG (which pyautoattack reseeds) is left as found. ``max_steps`` caps every sub-attack's
-    iterations (Square's queries): `--tiny` only, never a result.
+    iterations (Square's queries) and the targeted ones at TINY_TARGETS classes: `--tiny` only, never a result.
     """
     if norm == "Linf":
         _check_unit("eps", eps)
@@ -161,10 +164,12 @@ def autoattack(
         if num_classes < 10:
             aa.apgd_targeted.n_target_classes = num_classes - 1
             aa.fab.n_target_classes = num_classes - 1
-        if max_steps is not None:  # --tiny: every code path, few iterations
+        if max_steps is not None:  # --tiny: every code path, few iterations and TINY_TARGETS target classes
             for sub in (aa.apgd, aa.apgd_targeted, aa.fab):
                 sub.n_iter = min(sub.n_iter, max_steps)
             aa.square.n_queries = min(aa.square.n_queries, max_steps)
+            for sub in (aa.apgd_targeted, aa.fab):
+                sub.n_target_classes = min(sub.n_target_classes, TINY_TARGETS)
         x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size or AUTOATTACK_BATCH_SIZE)
     x_adv = x_adv.detach().to(device)
     if norm == "Linf":

@@ -309,3 +309,24 @@ def test_autoattack_max_steps_caps_every_sub_attack():
     xa = autoattack(net, x, y, eps=8 / 255, max_steps=1)
     assert (xa - x).abs().max() <= 8 / 255 + 1e-6
     assert len(counted) < 150  # uncapped: APGD-CE 100 + APGD-T 9x100 + FAB-T + Square 5000 queries
+
+
+def test_autoattack_cap_also_limits_target_classes(monkeypatch):
+    import pyautoattack
+
+    from lib.attacks import autoattack
+
+    seen = {}
+    real_run = pyautoattack.AutoAttack.run_standard_evaluation
+
+    def spy(self, x, y, **kw):
+        seen.update(apgd_t=self.apgd_targeted.n_target_classes, fab=self.fab.n_target_classes,
+                    iters=self.apgd.n_iter, queries=self.square.n_queries)
+        return real_run(self, x, y, **kw)
+
+    monkeypatch.setattr(pyautoattack.AutoAttack, "run_standard_evaluation", spy)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x = torch.rand(4, 1, 8, 8)
+    autoattack(net, x, net(x).argmax(1), eps=8 / 255, max_steps=1)
+    assert seen == {"apgd_t": 2, "fab": 2, "iters": 1, "queries": 1}
+    assert describe_attack("autoattack", EvalConfig(max_steps=1))["n_target_classes"] == "min(2, num_classes - 1)"
