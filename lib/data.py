@@ -9,7 +9,6 @@ Crop and flip then run on the device, for a whole batch at a time (:func:`augmen
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import pickle
 import zlib
@@ -30,7 +29,6 @@ class DataError(ConfigError):
 LT_PROFILES = ("exp", "step")
 TEST_PROTOCOLS = ("balanced", "long_tailed")
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
-SYNTHETIC_MARKER = "taet_kit_synthetic.json"  # beside synthetic files `--tiny` writes in a real format (lib.tiny)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -149,7 +147,9 @@ def _load_cifar(name: str, data_dir: str, download: bool) -> RawData:
 
     cls = CIFAR10 if name == "cifar10" else CIFAR100
     folder = os.path.join(data_dir, cls.base_folder)
-    cls = _synthetic_checksums(cls, folder)
+    from .tiny import synthetic_checksums
+
+    cls = synthetic_checksums(cls, folder)  # torchvision's class, with a --tiny synthetic folder's own md5s
     files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     train_files = [f for f, _ in cls.train_list]
     listed = [f"{train_files[0][:-1]}1..{len(train_files)}"] if len(train_files) > 1 else train_files
@@ -179,19 +179,6 @@ def _load_cifar(name: str, data_dir: str, download: bool) -> RawData:
     mean, std = _CIFAR_STATS[name]
     return RawData(_nhwc(train.data), torch.tensor(train.targets, dtype=torch.int64), _nhwc(test.data),
                    torch.tensor(test.targets, dtype=torch.int64), len(train.classes), list(train.classes), mean, std)
-
-
-def _synthetic_checksums(cls, folder: str):
-    """torchvision's class, or for a folder of `--tiny`'s synthetic files (lib.tiny) a subclass carrying their
-    md5s instead of CIFAR's: torchvision's own code still checks and reads every file."""
-    marker = os.path.join(folder, SYNTHETIC_MARKER)
-    if not os.path.isfile(marker):
-        return cls
-    with open(marker) as fh:
-        md5 = json.load(fh)["md5"]
-    return type(f"Synthetic{cls.__name__}", (cls,), {
-        "train_list": [[f, md5[f]] for f, _ in cls.train_list], "test_list": [[f, md5[f]] for f, _ in cls.test_list],
-        "meta": {**cls.meta, "md5": md5[cls.meta["filename"]]}})
 
 
 def _bad_pickle(folder: str, files: list[str]) -> str:

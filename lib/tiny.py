@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .config import PROFILES, ConfigError
-from .data import SYNTHETIC_MARKER
+
+SYNTHETIC_MARKER = "taet_kit_synthetic.json"  # beside the synthetic files, in their folder
 
 TINY_SUFFIX = "-tiny"
 # The sizes --tiny sets; every other setting is the profile's own.
@@ -176,6 +177,19 @@ def write_synthetic_dermamnist(folder: str, seed: int = 0) -> str:
     np.savez_compressed(os.path.join(folder, "dermamnist.npz"), **arrays)
     _write_marker(folder, {"dataset": "dermamnist"})
     return folder
+
+
+def synthetic_checksums(cls, folder: str):
+    """torchvision's class, or for a folder of `--tiny`'s synthetic files (lib.tiny) a subclass carrying their
+    md5s instead of CIFAR's: torchvision's own code still checks and reads every file."""
+    marker = os.path.join(folder, SYNTHETIC_MARKER)
+    if not os.path.isfile(marker):
+        return cls
+    with open(marker) as fh:
+        md5 = json.load(fh)["md5"]
+    return type(f"Synthetic{cls.__name__}", (cls,), {
+        "train_list": [[f, md5[f]] for f, _ in cls.train_list], "test_list": [[f, md5[f]] for f, _ in cls.test_list],
+        "meta": {**cls.meta, "md5": md5[cls.meta["filename"]]}})
 
 
 def _write_marker(folder: str, doc: dict[str, Any]) -> None:

@@ -60,7 +60,7 @@ def test_synthetic_cifar_is_read_by_torchvision_with_its_checksums(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     assert sorted(os.listdir(folder)) == sorted([f for f, _ in CIFAR10.train_list + CIFAR10.test_list]
                                                 + ["batches.meta", tiny.SYNTHETIC_MARKER])
-    cls = data._synthetic_checksums(CIFAR10, str(folder))
+    cls = tiny.synthetic_checksums(CIFAR10, str(folder))
     assert issubclass(cls, CIFAR10) and cls is not CIFAR10
     raw = data.load_cifar10(str(tmp_path), False)
     assert raw.train_x.shape == (1000, 3, 32, 32) and raw.train_x.dtype == torch.uint8
