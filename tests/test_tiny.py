@@ -33,11 +33,12 @@ def test_tiny_paper_keeps_every_choice_and_shrinks_only_sizes(fresh_profiles):
     for section, fields in {"data": ("dataset", "imbalance_ratio", "lt_profile", "test_protocol", "augment",
                                      "crop_padding", "flip"),
                             "model": ("arch", "normalize", "pretrained", "resize"),
-                            "train": ("lr", "momentum", "weight_decay", "milestones", "track_every", "track_eps"),
+                            "train": ("momentum", "weight_decay", "milestones", "track_every", "track_eps"),
                             "eval": ("attacks", "eps", "pgd_step_size", "cw_l2_c", "autoattack_version")}.items():
         for f in fields:
             assert getattr(getattr(small, section), f) == getattr(getattr(full, section), f), (section, f)
     assert small.eval.attacks[-1] == "autoattack" and small.model.arch == "resnet18"
+    assert small.train.lr == pytest.approx(full.train.lr * small.train.batch_size / full.train.batch_size)
     assert small.train.epochs == 3 and small.method_args["ce_epochs"] == 1  # 40 of 100 -> 1 of 3: stage 1 kept
     assert small.data.max_test == 10 and small.data.max_train == 12 and small.eval.max_steps == 1
     assert small.method_args["steps"] == 1 and full.method_args.get("steps", 10) == 10
