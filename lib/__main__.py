@@ -6,11 +6,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
-from dataclasses import replace
 from typing import Any
 
-from .config import PROFILES, ConfigError, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from . import distributed
+from .bench import WORKLOADS, BenchSettings, default_models, parse_model_spec, run_bench
+from .checks import bf16_check
+from .config import PROFILES, ConfigError, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, override
+from .demo import run_demo
+from .errors import check_range
+from .evaluate import check_attacks, evaluate_run, with_eval_overrides
+from .methods import METHODS, resolve_method_args
+from .pipeline import PipelineError, run_pipeline
+from .profiles import profile_config
+from .runs import DiskFullError, read_config, run_dir
+from .sweep import cached_result, expand_points, load_spec, run_sweep, summary_table
+from .tiny import prepare_profile
+from .train import train_run, validate
 
 # (flag, section, field, type, paper value, help). Defaults shown are the kit's (= the paper's unless noted).
 RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
@@ -66,12 +80,6 @@ ATTACK_HELP = ("comma-separated subset of: clean, fgsm, pgd20, pgd100, cw_l2, cw
                "iterations; needs the optional extra: pip install --no-deps torchattacks==3.5.1)")
 
 
-def _base(profile: str | None, method: str) -> RunConfig:
-    from .config import profile_config
-
-    return profile_config(profile, method) if profile else RunConfig(method=method)
-
-
 def _default_of(section: str, field: str) -> Any:
     obj = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig(), "run": RunConfig(),
            "eval": EvalConfig()}[section]
@@ -79,10 +87,6 @@ def _default_of(section: str, field: str) -> Any:
 
 
 def _methods_epilog() -> str:
-    import dataclasses
-
-    from .methods import METHODS
-
     lines = ["methods and their hyperparameters (defaults = official code):"]
     for name, cls in sorted(METHODS.items()):
         hp = ", ".join(f"{f.name}={getattr(cls.Args(), f.name)!r}" for f in dataclasses.fields(cls.Args))
@@ -94,8 +98,6 @@ def _methods_epilog() -> str:
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    from .methods import METHODS
-
     p.add_argument("--method", default="taet", choices=sorted(METHODS),
                    help="training method (default: taet)")
     p.add_argument("--profile", default=None, choices=sorted(PROFILES),
@@ -129,8 +131,6 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_value(text: str) -> Any:
-    import json
-
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -138,39 +138,30 @@ def _parse_value(text: str) -> Any:
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
-    from .methods import resolve_method_args
-
+    """The profile's (or the paper's default) config for --method, with the flags applied through
+    `config.override`, the path every caller shares."""
     profile = a.profile
     if getattr(a, "tiny", False):
         if not profile:
             raise ConfigError("--tiny shrinks a named profile: add --profile, e.g. --profile paper --tiny")
-        from .tiny import prepare_profile
-
         profile = prepare_profile(profile, tiny=True, data_dir=a.data_dir or "data")
         a.data_dir = None  # the tiny profile's folder (real files linked, synthetic ones written)
         if a.out_dir is None:
             a.out_dir = f"outputs/tiny/{a.profile}/runs"
-    cfg = _base(profile, a.method)
-    base_args = dict(cfg.method_args)
-    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}, "run": {}}
+    cfg = profile_config(profile, a.method) if profile else RunConfig(method=a.method)
+    values: dict[str, Any] = {}
     for flag, section, field, _t, _p, _h in RUN_FLAGS:
         v = getattr(a, flag.lstrip("-").replace("-", "_"))
         if v is not None:
-            sections[section][field] = v
-    if a.no_augment:
-        sections["data"]["augment"] = False
-    if a.no_normalize:
-        sections["model"]["normalize"] = False
-    if a.compile:
-        sections["train"]["compile"] = True
+            values[field if section == "run" else f"{section}.{field}"] = v
     if a.pretrained and a.no_pretrained:
         raise ConfigError("--pretrained and --no-pretrained contradict each other; give one")
-    if a.pretrained or a.no_pretrained:
-        sections["model"]["pretrained"] = bool(a.pretrained)
-    if a.download:
-        sections["data"]["download"] = True
-    if a.no_progress:
-        sections["train"]["progress"] = False
+    for on, key, v in ((a.no_augment, "data.augment", False), (a.no_normalize, "model.normalize", False),
+                       (a.compile, "train.compile", True), (a.pretrained or a.no_pretrained, "model.pretrained",
+                                                             bool(a.pretrained)),
+                       (a.download, "data.download", True), (a.no_progress, "train.progress", False)):
+        if on:
+            values[key] = v
     user_args: dict[str, Any] = {}
     for _flag, field, _t, _p, _h in METHOD_FLAGS:
         v = getattr(a, f"m_{field}")
@@ -182,22 +173,11 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         k, v = kv.split("=", 1)
         user_args[k.strip()] = _parse_value(v)
     resolve_method_args(a.method, user_args, strict=True)  # a flag the method does not have is an error
-    cfg = replace(
-        cfg,
-        data=replace(cfg.data, **sections["data"]),
-        model=replace(cfg.model, **sections["model"]),
-        train=replace(cfg.train, **sections["train"]),
-        method_args={**base_args, **user_args},
-        **sections["run"],
-    )
-    return cfg
+    values.update({f"method_args.{k}": v for k, v in user_args.items()})
+    return override(cfg, values)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from . import distributed
-    from .evaluate import check_attacks, evaluate_run
-    from .train import train_run, validate
-
     cfg = validate(config_from_args(a))
     attacks = check_attacks(a.attacks.split(",")) if a.attacks else None
     if a.evaluate and attacks is None:
@@ -219,14 +199,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .evaluate import check_attacks, evaluate_run, with_eval_overrides
-    from .runs import read_config
-
     attacks = check_attacks(a.attacks.split(",")) if a.attacks else None
     cfg = read_config(a.run_dir)
     ecfg = with_eval_overrides(cfg.eval, eps=a.eps, batch_size=a.batch_size)
-    from .methods.base import check_range
-
     check_range("eps", ecfg.eps, hint="attack sizes are in [0, 1] pixel units: 8/255 = 0.0314")
     if not a.allow_slow:
         from .preflight import check_run_autoattack
@@ -238,20 +213,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     run_demo(profile=a.profile, methods=a.methods.split(","), device=a.device, force=a.force)
     return 0
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from .sweep import load_spec, run_sweep, summary_table
-
     spec = load_spec(a.spec)
     if a.dry_run:
-        from .runs import run_dir
-        from .sweep import cached_result, expand_points
-
         for point, cfg in expand_points(spec):
             done = cached_result(cfg, spec.get("attacks") or cfg.eval.attacks) is not None
             print(f"{'finished' if done else 'to run  '}  {point}  {run_dir(cfg)}")
@@ -262,8 +230,6 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import BenchSettings, bf16_check, default_models, parse_model_spec, run_bench
-
     if a.bf16_check:
         res = bf16_check(profile=a.bf16_check_profile, device=a.device, epochs=a.bf16_check_epochs, seed=a.seed)
         return 0 if res["passed"] else 1
@@ -277,8 +243,6 @@ def cmd_bench(a: argparse.Namespace) -> int:
                        cost_methods=tuple(a.cost_methods.split(",")) if a.cost_methods else None,
                        cost_profile=a.cost_profile or ("smoke" if a.quick else "demo"), out_dir=a.out_dir)
     if workloads:
-        from .bench import WORKLOADS
-
         bad = [w for w in workloads if w not in WORKLOADS]
         if bad:
             raise ConfigError(f"unknown workload(s) {bad}; valid: {list(WORKLOADS)}")
@@ -288,8 +252,6 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(a: argparse.Namespace) -> int:
-    from .pipeline import PipelineError, run_pipeline
-
     try:
         run_pipeline(a.profile, a.only, device=a.device, out_dir=a.out_dir, force=a.force,
                      html_export=not a.no_html, tiny=a.tiny, data_dir=a.data_dir, download=a.download,
@@ -448,7 +410,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
-    from .runs import DiskFullError
 
     try:
         return a.func(a)

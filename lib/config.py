@@ -12,11 +12,9 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import ConfigError, check_seeds
+
 EPS_8 = 8.0 / 255.0
-
-
-class ConfigError(ValueError):
-    """Bad user input, caught before any expensive work starts."""
 
 
 @dataclass
@@ -112,10 +110,10 @@ class RunConfig:
         try:
             return cls(
                 method=d["method"],
-                data=_build(DataConfig, d.get("data", {})),
-                model=_build(ModelConfig, d.get("model", {})),
-                train=_build(TrainConfig, d.get("train", {})),
-                eval=_build(EvalConfig, d.get("eval", {})),
+                data=section_from_dict(DataConfig, d.get("data", {})),
+                model=section_from_dict(ModelConfig, d.get("model", {})),
+                train=section_from_dict(TrainConfig, d.get("train", {})),
+                eval=section_from_dict(EvalConfig, d.get("eval", {})),
                 method_args=dict(d.get("method_args", {})),
                 name=d.get("name"),
                 out_dir=d.get("out_dir", "outputs/runs"),
@@ -130,7 +128,54 @@ NON_RESULT_FIELDS = {("name",), ("out_dir",), ("train", "device"), ("train", "pr
                      ("train", "compile"), ("train", "threads")}  # amp enters the hash as "precision" (runs.py)
 
 
-def _build(cls, values: dict[str, Any]):
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+RUN_FIELDS = ("name", "out_dir")  # the other top-level fields `override` accepts
+
+
+def override(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """`cfg` with dotted-key overrides applied, e.g. {"data.imbalance_ratio": 10, "method_args.alpha": 0.2,
+    "out_dir": "x"}: the one path every caller (CLI, notebooks, sweeps, demo, bench) changes a config through.
+
+    Values take the field's type (an int for a float field becomes a float, a list a tuple), so 10 and 10.0
+    are one run with one hash. Method hyperparameters are resolved and coerced by the method (train.validate).
+    """
+    sections: dict[str, dict[str, Any]] = {}
+    run: dict[str, Any] = {}
+    args = dict(cfg.method_args)
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if key in RUN_FIELDS:
+            run[key] = value
+        elif section == "method_args" and name:
+            args[name] = value
+        elif section in SECTIONS and name:
+            fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+            if name not in fields:
+                raise ConfigError(f"unknown config key {key!r}; valid {section}.* keys: {sorted(fields)}")
+            sections.setdefault(section, {})[name] = _coerce(fields[name].type, value)
+        else:
+            raise ConfigError(f"unknown config key {key!r}; valid: SECTION.FIELD with SECTION one of "
+                              f"{sorted(SECTIONS)}, method_args.NAME, or one of {list(RUN_FIELDS)} (the method "
+                              "is chosen by building the config for it, e.g. profile_config(profile, method))")
+    return dataclasses.replace(cfg, **run, method_args=args,
+                               **{s: dataclasses.replace(getattr(cfg, s), **kw) for s, kw in sections.items()})
+
+
+def _coerce(annotation: str, value: Any) -> Any:
+    """A value for a field annotated `annotation` (a string: the module postpones annotations)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if annotation in ("float", "float | None") and is_int:
+        return float(value)
+    if annotation.startswith("tuple[") and isinstance(value, (list, tuple)):
+        if annotation.startswith("tuple[float"):
+            return tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+        return tuple(value)
+    return value
+
+
+def section_from_dict(cls, values: dict[str, Any]):
+    """A section dataclass from a dict as stored (lists become tuples; numbers keep their stored type, so a
+    config.json read back hashes as it was written)."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(names)
     if unknown:
@@ -267,55 +312,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-# The l_inf sizes a profile's "attack_scale" multiplies: every method's training attack (LAS-AT's action spaces
-# are integers in 1/255 units) and the evaluation attacks.
-TRAIN_ATTACK_SIZES = ("eps", "step_size", "init_eps", "eps_types", "step_size_types")
-EVAL_ATTACK_SIZES = ("eps", "pgd_step_size", "cw_linf_step_size")
-TRACK_ATTACK_SIZES = ("track_eps", "track_step_size")
-
-
-def scaled_attack_args(method: str, scale: float) -> dict[str, Any]:
-    """`method`'s default training-attack sizes multiplied by `scale` (ε, step, LAS-AT's ε / step choices)."""
-    from .methods import get_method_class
-
-    defaults = asdict(get_method_class(method).Args())
-    return {k: tuple(round(v * scale) for v in defaults[k]) if isinstance(defaults[k], tuple) else defaults[k] * scale
-            for k in TRAIN_ATTACK_SIZES if k in defaults}
-
-
-def profile_config(profile: str, method: str = "taet") -> RunConfig:
-    """The RunConfig of a named profile for `method` (profile method_args the method lacks are dropped, those of
-    its "method_args_by_method" entry are its own; an "attack_scale" multiplies every attack size, training and
-    evaluation)."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
-    from .methods import method_arg_names
-
-    p = PROFILES[profile]
-    accepted = set(method_arg_names(method))
-    scale = p.get("attack_scale", 1.0)
-    method_args = scaled_attack_args(method, scale) if scale != 1.0 else {}
-    method_args.update({k: v for k, v in p.get("method_args", {}).items() if k in accepted})
-    own = p.get("method_args_by_method", {}).get(method, {})
-    if set(own) - accepted:
-        raise ConfigError(f"profile {profile!r} gives {method!r} argument(s) {sorted(set(own) - accepted)} it does "
-                          f"not have; its arguments: {sorted(accepted)}")
-    method_args.update(own)
-    ev = _build(EvalConfig, p.get("eval", {}))
-    tr = _build(TrainConfig, p.get("train", {}))
-    if scale != 1.0:
-        ev = dataclasses.replace(ev, **{k: getattr(ev, k) * scale for k in EVAL_ATTACK_SIZES})
-        tr = dataclasses.replace(tr, **{k: getattr(tr, k) * scale for k in TRACK_ATTACK_SIZES})
-    return RunConfig(
-        method=method,
-        data=_build(DataConfig, p.get("data", {})),
-        model=_build(ModelConfig, p.get("model", {})),
-        train=tr,
-        eval=ev,
-        method_args=method_args,
-    )
-
-
 def check_switches(cfg: RunConfig, image_size_fixed: int | None = None) -> None:
     """The fidelity switches' cross-field checks (cheap; before any data is loaded): one resize per run, and a
     model with a fixed input size takes only that size. `image_size_fixed`: the architecture's fixed input size."""
@@ -334,19 +330,6 @@ def check_switches(cfg: RunConfig, image_size_fixed: int | None = None) -> None:
                           f"{n}; set it to {image_size_fixed} or None")
 
 
-def check_seeds(seeds, what: str = "seeds") -> list[int]:
-    """A list of distinct integer training seeds, or a ConfigError saying what is wrong."""
-    seeds = list(seeds)
-    if not seeds:
-        raise ConfigError(f"{what}: the seed list is empty; give at least one seed, e.g. [0, 1, 2]")
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{what}: seeds must be integers, got {seeds}")
-    dup = sorted({s for s in seeds if seeds.count(s) > 1})
-    if dup:
-        raise ConfigError(f"{what}: seed(s) {dup} listed twice in {seeds}; each seed is one independent run")
-    return seeds
-
-
 def profile_seeds(profile: str) -> list[int]:
     """The training seeds a profile runs every experiment for (`train.seed`; the long-tail draw keeps `data.seed`,
     so runs with the same seed are paired: same data, initialisation and batch order)."""
@@ -360,3 +343,13 @@ def notebook_settings(profile: str) -> dict[str, Any]:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
     return copy.deepcopy(PROFILES[profile]["notebooks"])
+
+
+def __getattr__(name: str):
+    """`lib.config.profile_config` and `scaled_attack_args` live in :mod:`lib.profiles` (they need the method
+    registry, which imports this module); the old names still resolve, on first use only."""
+    if name in ("profile_config", "scaled_attack_args"):
+        from . import profiles
+
+        return getattr(profiles, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

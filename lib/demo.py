@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from . import runs
-from .config import profile_config
+from .config import override
 from .evaluate import evaluate_run
+from .profiles import profile_config
 from .tables import comparison_rows, format_table
 from .train import train_run, validate
 
@@ -18,8 +18,7 @@ def run_demo(profile: str = "demo", methods=("taet", "atbsl", "at"), device: str
     t_all = time.perf_counter()
     cfgs = []
     for m in methods:  # validate every config before training any
-        cfg = profile_config(profile, m)
-        cfg = replace(cfg, out_dir=str(Path(out_dir) / "runs"), train=replace(cfg.train, device=device))
+        cfg = override(profile_config(profile, m), {"out_dir": str(Path(out_dir) / "runs"), "train.device": device})
         cfgs.append(validate(cfg))
     docs, walls = {}, {}
     for cfg in cfgs:

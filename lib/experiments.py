@@ -6,16 +6,21 @@ Runs are shared through the run cache: the AT-BSL run notebook 01 trains is the 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from . import runs
-from .config import ConfigError, RunConfig, notebook_settings, profile_config
+from .config import ConfigError, RunConfig, notebook_settings, override
+from .data import DATASETS, DataError
 from .evaluate import evaluate_run
 from .methods import METHODS
+from .models import create_model
+from .profiles import profile_config
 from .tables import COLUMN_NAMES, format_table, metric_cells, rarest_classes, tail_cells
-from .train import train_run, validate
+from .train import load_run, train_run, validate
 
 # Methods shown in the comparison tables: every registered one except plain standard training first.
 REFERENCE_METHODS = ("ce",)
@@ -24,7 +29,6 @@ REFERENCE_METHODS = ("ce",)
 def table_methods(include_reference: bool = False) -> list[str]:
     """Registered methods in a stable order: TAET last (the paper's layout), AT-BSL just before it."""
     names = [m for m in sorted(METHODS) if include_reference or m not in REFERENCE_METHODS]
-    names = [m for m in names if not m.endswith("_test")]
     tail = [m for m in ("atbsl", "taet") if m in names]
     return [m for m in names if m not in tail] + tail
 
@@ -32,19 +36,13 @@ def table_methods(include_reference: bool = False) -> list[str]:
 def run_config(profile: str, method: str, *, device: str = "auto", out_dir: str = "outputs",
                data: dict | None = None, model: dict | None = None, train: dict | None = None,
                method_args: dict | None = None, eval: dict | None = None) -> RunConfig:
-    """The profile's config for `method`, with section overrides (dicts of field -> value)."""
-    cfg = profile_config(profile, method)
-    args = {**cfg.method_args, **(method_args or {})}
-    cfg = replace(
-        cfg,
-        out_dir=str(Path(out_dir) / "runs"),
-        data=replace(cfg.data, **(data or {})),
-        model=replace(cfg.model, **(model or {})),
-        train=replace(cfg.train, device=device, progress=False, **(train or {})),
-        eval=replace(cfg.eval, **{k: tuple(v) if isinstance(v, list) else v for k, v in (eval or {}).items()}),
-        method_args=args,
-    )
-    return validate(cfg)
+    """The profile's validated config for `method`, with section overrides (dicts of field -> value) applied
+    through `config.override` (so `{"imbalance_ratio": 10}` and `10.0` are one run)."""
+    values: dict[str, Any] = {"out_dir": str(Path(out_dir) / "runs"), "train.device": device, "train.progress": False}
+    for section, over in (("data", data), ("model", model), ("train", train), ("eval", eval),
+                          ("method_args", method_args)):
+        values.update({f"{section}.{k}": v for k, v in (over or {}).items()})
+    return validate(override(profile_config(profile, method), values))
 
 
 def train_eval(cfg: RunConfig, attacks=None, *, verbose: bool = False) -> dict[str, Any]:
@@ -102,11 +100,7 @@ def protocol_line(doc: dict[str, Any]) -> str:
 def tsne_points(run_dir, classes: list[int], per_class: int, *, device: str = "auto", seed: int = 0):
     """2-D t-SNE (scikit-learn) of penultimate features of up to `per_class` test images of each class in
     `classes`; returns (points (n, 2), labels (n,))."""
-    import numpy as np
-    import torch
-    from sklearn.manifold import TSNE
-
-    from .train import load_run
+    from sklearn.manifold import TSNE  # scikit-learn loads only where t-SNE is asked for
 
     cfg, model, data, method, _ = load_run(run_dir, device=device)
     y = data.test_y
@@ -160,8 +154,6 @@ def per_class_series(docs: dict[str, dict[str, Any]], attack: str = "pgd20") -> 
 
 def per_class_dynamics(history: list[dict[str, Any]], train_counts: list[int]) -> tuple[list[str], list[list[str]]]:
     """Per class: train count, final PGD robustness, and mean / std over the second half of training."""
-    import numpy as np
-
     rows_h = [r for r in history if r.get("pgd_c0") not in (None, "")]
     if not rows_h:
         raise ConfigError("the history has no per-class tracking; train with --track-every 1")
@@ -179,8 +171,6 @@ def per_class_dynamics(history: list[dict[str, Any]], train_counts: list[int]) -
 def dynamics_stats(history: list[dict[str, Any]], train_counts: list[int]) -> tuple[float, float, float, float]:
     """(tail final PGD %, tail swing, head final PGD %, head swing) of one tracked run: the three rarest classes
     against the others, swing = per-class std over the second half of training, averaged."""
-    import numpy as np
-
     rows_h = [r for r in history if r.get("pgd_c0") not in (None, "")]
     half = rows_h[len(rows_h) // 2:]
     tail = rarest_classes(train_counts, 3)
@@ -237,8 +227,6 @@ def dataset_or_standin(dataset: str, standin: str | list[str] | None, data_dir: 
                        download: bool = False) -> tuple[str, str]:
     """(dataset to use, a markdown note). When `dataset`'s files are missing (and cannot be downloaded, when
     `download`), the first of the stand-ins `standin` that loads, with a note saying so."""
-    from .data import DATASETS, DataError
-
     try:
         DATASETS[dataset](data_dir, download)
         return dataset, f"Data set: **{dataset}** from `{data_dir}/`."
@@ -293,8 +281,6 @@ def config_with_weights(profile: str, method: str, **kw) -> tuple[RunConfig, str
     fetched (offline)."""
     model = dict(kw.pop("model", {}) or {})
     if model.get("pretrained"):
-        from .models import create_model
-
         try:
             create_model(model["arch"], 2, pretrained=True)
         except ConfigError as e:
@@ -329,5 +315,8 @@ def cost_reading(costs: dict[str, dict[str, Any]]) -> str:
             f"{costs['atbsl']['peak_memory_mb']:.0f} MiB.")
 
 
-__all__ = ["tsne_points", "notebook_settings", "run_config", "train_eval", "robustness_table", "tail_table",
-           "save_table", "table_methods", "protocol_line", "attack_columns"]
+# What the notebooks use (tests/test_notebooks.py checks this list against them).
+__all__ = ["config_with_weights", "cost_reading", "cost_table", "derma_data", "dynamics_reading", "notebook_settings",
+           "per_class_dynamics", "per_class_series", "profile_config", "protocol_line", "ranking_reading",
+           "robustness_table", "run_config", "save_table", "separation_table", "series", "sweep_reading", "sweep_table",
+           "table_methods", "tail_table", "train_eval", "tsne_points", "wall_table"]

@@ -44,7 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .config import ConfigError, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from .config import SECTIONS, ConfigError, RunConfig
+from .evaluate import check_attacks, evaluate_run, read_eval, result_is_current
+from .experiments import run_config
+from .methods import METHODS, method_arg_names
+from .tables import COLUMN_NAMES, format_table, metric_cells
+from .train import train_run
 
 ALIASES = {
     "ir": "data.imbalance_ratio", "imbalance_ratio": "data.imbalance_ratio", "dataset": "data.dataset",
@@ -52,7 +57,6 @@ ALIASES = {
     "epochs": "train.epochs", "lr": "train.lr", "batch_size": "train.batch_size", "alpha": "method_args.alpha",
     "beta": "method_args.beta", "gamma": "method_args.gamma", "ce_epochs": "method_args.ce_epochs",
 }
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 EXECUTORS = ("local", "inline", "slurm", "submitit-local", "submitit-debug")
 SPEC_KEYS = {"profile", "device", "out_dir", "method", "base", "grid", "attacks", "executor", "workers", "slurm"}
 
@@ -105,17 +109,6 @@ def _path(key: str) -> tuple[str, ...]:
                       f"{sorted(ALIASES)}")
 
 
-def _coerce(path: tuple[str, ...], value: Any) -> Any:
-    """JSON values to the field's type: int -> float for float fields (10 and 10.0 hash alike), list -> tuple."""
-    if len(path) == 2 and path[0] in SECTIONS:
-        default = getattr(SECTIONS[path[0]](), path[1])
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, list):
-            return tuple(value)
-    return value
-
-
 def _flatten(overrides: dict[str, Any]) -> dict[tuple[str, ...], Any]:
     """{"train": {"epochs": 3}, "alpha": 0.2} -> {("train", "epochs"): 3, ("method_args", "alpha"): 0.2}."""
     out: dict[tuple[str, ...], Any] = {}
@@ -125,18 +118,15 @@ def _flatten(overrides: dict[str, Any]) -> dict[tuple[str, ...], Any]:
                 raise ConfigError(f"sweep: {k!r} overrides must be a dict of field -> value, got {v!r}")
             for f, fv in v.items():
                 p = _path(f"{k}.{f}")
-                out[p] = _coerce(p, fv)
+                out[p] = fv
         else:
             p = _path(k)
-            out[p] = _coerce(p, v)
+            out[p] = v
     return out
 
 
 def expand_points(spec) -> list[tuple[dict[str, Any], RunConfig]]:
     """Every grid point, in order (first axis outermost), with its validated RunConfig (duplicates kept)."""
-    from .experiments import run_config
-    from .methods import METHODS, method_arg_names
-
     spec = load_spec(spec)
     profile = spec.get("profile", "demo")
     base = _flatten(spec.get("base", {}))
@@ -149,7 +139,7 @@ def expand_points(spec) -> list[tuple[dict[str, Any], RunConfig]]:
         point = {name: v for (name, _), v in zip(axes, values)}
         over = dict(base)
         for (name, _), v in zip(axes, values):
-            over.update(_flatten(v) if isinstance(v, dict) else {_path(name): _coerce(_path(name), v)})
+            over.update(_flatten(v) if isinstance(v, dict) else {_path(name): v})
         combos.append((point, over))
 
     methods = {o.get(("method",), spec.get("method", "taet")) for _, o in combos}
@@ -197,8 +187,6 @@ def _attacks(spec: dict[str, Any], cfg: RunConfig) -> tuple[str, ...]:
 def cached_result(cfg: RunConfig, attacks) -> dict[str, Any] | None:
     """The run's eval document if it holds every attack in `attacks` with the current settings, else None.
     Reads eval.json only (no checkpoint, no data): cheap enough to check a whole grid before dispatching."""
-    from .evaluate import read_eval, result_is_current
-
     try:
         doc = read_eval(runs.run_dir(cfg))
     except ConfigError:
@@ -212,9 +200,6 @@ def cached_result(cfg: RunConfig, attacks) -> dict[str, Any] | None:
 
 def run_one(cfg_dict: dict[str, Any], attacks: list[str], force: bool = False) -> dict[str, Any]:
     """One job of a sweep (any engine calls this, in any process): train, then evaluate, through the cache."""
-    from .evaluate import evaluate_run
-    from .train import train_run
-
     t0 = time.perf_counter()
     cfg = RunConfig.from_dict(cfg_dict)
     res = train_run(cfg, force=force, verbose=False)
@@ -329,8 +314,6 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
     if workers < 1:
         raise ConfigError(f"workers={workers} must be >= 1")
     log = (lambda m: print(m, flush=True)) if verbose else (lambda m: None)
-    from .evaluate import check_attacks
-
     points = expand_points(spec)
     unique: dict[str, RunConfig] = {}
     for _, cfg in points:
@@ -375,8 +358,6 @@ def nest(results: list[dict[str, Any]], *axes: str) -> dict:
 
 def summary_table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per grid point, balanced accuracy / robustness (%) per attack, and the run folder."""
-    from .tables import COLUMN_NAMES, format_table, metric_cells
-
     if not results:
         return "(empty sweep)"
     attacks = list(results[0]["results"])

@@ -1,5 +1,8 @@
 """The epoch loop: stages, optimizer and schedule, atomic checkpoints with exact resume, history.
 
+`build_training(cfg, device)` makes what a run trains with (data, model, method, speed plan, optimizer, schedule)
+and `train_step` is the one training step (attack + loss + backward + optimizer step); the epoch loop here, the
+benchmark (`lib.bench`), the cost measurements (`lib.costs`) and the bf16 check (`lib.checks`) all call them.
 Schedule (TAET and AT-BSL official code): SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128,
 100 epochs, lr ×0.1 after epochs 75 and 90 (milestones are fractions of `epochs`, so they scale with it).
 Every epoch ends with an atomic checkpoint holding model, optimizer, scheduler, epoch, history and all
@@ -14,18 +17,20 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import distributed, runs, speed
-from .attacks import trusted_inputs
+from .attacks import pgd, trusted_inputs
 from .config import ConfigError, RunConfig, check_switches
 from .data import DATASETS, DataBundle, build_data, iterate_batches, validate_data_config
-from .methods import Method, MethodContext, build_method, resolve_method_args
+from .methods import Method, MethodContext, StepOutput, build_method, resolve_method_args
 from .metrics import per_class_recall
 from .models import MODELS, create_model
 
@@ -117,7 +122,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _milestones(cfg: RunConfig) -> list[int]:
+def milestones(cfg: RunConfig) -> list[int]:
+    """The epochs after which the learning rate drops (`train.milestones` are fractions of `epochs`)."""
     return sorted({max(1, int(round(f * cfg.train.epochs))) for f in cfg.train.milestones})
 
 
@@ -144,8 +150,6 @@ def _tracking_subset(data: DataBundle, size: int, seed: int) -> tuple[torch.Tens
 
 def track_per_class(model, x_u8, y, num_classes, *, eps, step_size, steps, batch_size=256) -> dict[str, Any]:
     """Per-class clean accuracy and PGD robustness on a fixed subset (seeded attack, training RNG untouched)."""
-    from .attacks import pgd
-
     gen = torch.Generator().manual_seed(1234)
     was_training = model.training
     model.eval()
@@ -189,18 +193,173 @@ def train_run(cfg: RunConfig, *, resume: str | bool = "auto", force: bool = Fals
                              sync_bn=sync_bn)
 
 
+@dataclass
+class Training:
+    """Everything one run trains with, built once by :func:`build_training` and stepped by :func:`train_step`."""
+
+    model: torch.nn.Module  # what is optimised and saved (the bare model, never a DDP or compiled wrapper)
+    net: Callable  # what `method.step` calls: the model, or its DDP / compiled wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    method: Method
+    plan: speed.SpeedPlan
+    data: DataBundle | None = None  # None where the caller brings its own batches (the benchmark harness)
+    ddp: bool = False  # one of several torchrun processes: the loss is weighted to the global batch
+
+
+def build_training(cfg: RunConfig, device: torch.device, *, ddp: bool = False, sync_bn: bool = False,
+                   threads: int | None = None, verbose: bool = False) -> Training:
+    """Data, seeded model, method, speed plan, optimizer and schedule of `cfg` on `device` (a validated config).
+
+    Schedule as the TAET and AT-BSL official code: SGD with momentum and weight decay, lr ×`lr_gamma` at the
+    milestones. `ddp`: this process is one of a torchrun group (DistributedDataParallel around the model).
+    `threads` overrides the config's torch intra-op threads (the cost measurements pin them)."""
+    data = build_data(cfg.data, device=device, verbose=verbose)
+    seed_everything(cfg.train.seed)
+    ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device, distributed=ddp)
+    method = build_method(cfg.method, cfg.method_args, ctx)
+    sp = speed.plan_for(cfg.train, device)
+    speed.configure_threads(threads or sp.threads)
+    model, net = speed.prepare_model(build_model(cfg, data, method, device), sp)
+    if ddp:
+        _check_distributed(cfg, data, method)
+        model, net = distributed.wrap_model(model, device, sync_bn)
+        net = speed.maybe_compile(net, sp.compile)
+    opt = speed.make_optimizer(model.parameters(), cfg.train, device)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(cfg), gamma=cfg.train.lr_gamma)
+    return Training(model, net, opt, sched, method, sp, data, ddp)
+
+
+def train_step(t: Training, x: torch.Tensor, y: torch.Tensor, epoch: int, generator: torch.Generator | None, *,
+               n_global: int | None = None, trusted: bool = True) -> StepOutput:
+    """One optimizer step: `method.step` (attack and loss, under the speed plan's autocast), backward, SGD step.
+
+    The only place the kit steps an optimizer: the epoch loop, the benchmark and the cost measurements call it.
+    `n_global`: under DDP, the size of the global batch this shard belongs to (DDP averages the ranks' gradients,
+    so each shard's mean is weighted by n_r·W/N). `trusted`: the batch is known to lie in [0, 1] (batches from
+    `iterate_batches` are), so attacks skip their range check and its device sync."""
+    with t.plan.autocast(), trusted_inputs(trusted):
+        out = t.method.step(t.net, x, y, epoch, generator)
+    t.optimizer.zero_grad(set_to_none=True)
+    if t.ddp:
+        (out.loss * distributed.shard_weight(y.numel(), n_global or y.numel())).backward()
+    else:
+        out.loss.backward()
+    t.optimizer.step()
+    return out
+
+
 def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: bool, stop_after_epoch: int | None,
                   sync_bn: bool) -> TrainResult:
-    device = resolve_device(cfg.train.device)
-    dist_on = distributed.is_distributed()  # under torchrun; every `if dist_on` below is the DDP path only
+    ddp = distributed.is_distributed()  # under torchrun; `ddp` marks the DDP-only paths
+    device = distributed.local_device(resolve_device(cfg.train.device)) if ddp else resolve_device(cfg.train.device)
     main = distributed.is_main()
-    if dist_on:
-        device = distributed.local_device(device)
-    h = runs.config_hash(cfg)
-    rd = runs.run_dir(cfg)
-    ckpt_path = rd / "checkpoint.pt"
     log = print if verbose and main else (lambda *a, **k: None)
+    h, rd = runs.config_hash(cfg), runs.run_dir(cfg)
+    existing = _existing_checkpoint(cfg, rd, h, resume, force)
+    t = build_training(cfg, device, ddp=ddp, sync_bn=sync_bn, verbose=verbose and main)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if existing is not None and existing.get("finished") and not force:
+        t.model.load_state_dict(existing["model"])
+        if main and _csv_rows(rd / "history.csv") != len(existing["history"]):  # killed before its last write
+            runs.atomic_write_csv(rd / "history.csv", existing["history"])
+        log(f"reusing finished run {rd} (config {h}); pass --force to retrain")
+        return TrainResult(rd, cfg, t.model, t.data, t.method, existing["history"], reused=True)
+    if existing is not None and resume in ("auto", True):
+        _restore(existing, t, gen)
+        history, start_epoch = list(existing["history"]), existing["epoch"]
+        log(f"resuming {rd} after epoch {start_epoch}/{cfg.train.epochs}")
+    if main:
+        rd.mkdir(parents=True, exist_ok=True)
+        runs.write_config(rd, cfg)
+    track = _tracking_subset(t.data, cfg.train.track_size, cfg.data.seed) if cfg.train.track_every > 0 else None
+    log(f"training {cfg.method} ({t.method.summary}) on {t.data.name}, {cfg.model.arch}, {device}; run folder {rd}")
 
+    for epoch in range(start_epoch, cfg.train.epochs):
+        row = train_epoch(cfg, t, epoch, gen, rd / "checkpoint.pt")
+        if track is not None and main and ((epoch + 1) % cfg.train.track_every == 0 or epoch + 1 == cfg.train.epochs):
+            row.update(track_per_class(t.method.eval_model(t.model), track[0], track[1], t.data.num_classes,
+                                       eps=cfg.train.track_eps, step_size=cfg.train.track_step_size,
+                                       steps=cfg.train.track_pgd_steps))
+        history.append(row)
+        _save(rd, t, gen, history, cfg, h, sync_bn)
+        finished = epoch + 1 == cfg.train.epochs
+        msg = f"epoch {epoch + 1}/{cfg.train.epochs} [{row['stage']}] loss {row['loss']:.4f} acc {row['train_acc']:.3f}"
+        if "track_pgd_bal" in row:
+            msg += f" | tracked clean {row['track_clean_bal']:.3f} pgd {row['track_pgd_bal']:.3f}"
+        log(msg + f" ({row['seconds']:.1f}s)")
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not finished:
+            log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
+            break
+    return TrainResult(rd, cfg, t.model, t.data, t.method, history, reused=False)
+
+
+def train_epoch(cfg: RunConfig, t: Training, epoch: int, gen: torch.Generator, ckpt_path: Path | None = None
+                ) -> dict[str, Any]:
+    """One epoch over the shuffled, augmented train set; its history row (loss, train accuracy, lr, seconds).
+    Raises TrainingDiverged after the epoch if a loss was NaN/inf (checked without a per-step device sync)."""
+    t0 = time.perf_counter()
+    t.model.train()
+    stage = t.method.stage(epoch)
+    t.method.current_lr = t.optimizer.param_groups[0]["lr"]
+    step_gen = gen  # one process: one generator for batches and the method's draws
+    if t.ddp:  # the batch generator stays shared; the method's draws get a per-rank, per-epoch stream
+        seed = distributed.stream_seed(cfg.train.seed, epoch, distributed.rank())
+        seed_everything(seed)
+        step_gen = torch.Generator(device=gen.device).manual_seed(seed)
+    stats = EpochStats(t.data.train_y.device)
+    batches = iterate_batches(t.data.train_x, t.data.train_y, cfg.train.batch_size, generator=gen, shuffle=True,
+                              augment=cfg.data.augment, padding=cfg.data.crop_padding, flip=cfg.data.flip)
+    bar = tqdm(batches, total=math.ceil(t.data.train_y.numel() / cfg.train.batch_size), leave=False,
+               disable=not _progress_enabled(cfg), desc=f"{cfg.method} epoch {epoch + 1}/{cfg.train.epochs} [{stage}]")
+    for i, (xb, yb) in enumerate(bar):
+        n_global = yb.numel()
+        if t.ddp:
+            xb, yb = distributed.shard(xb, yb)
+        stats.add(i, train_step(t, xb, yb, epoch, step_gen, n_global=n_global), yb)
+    if t.ddp:  # epoch statistics of the global batches
+        stats.all_reduce()
+    if int(stats.bad_batch) >= 0:
+        kept = f"; the last good checkpoint ({ckpt_path}, after epoch {epoch}) is kept" if ckpt_path else ""
+        raise TrainingDiverged(f"loss became NaN/inf at epoch {epoch + 1}, batch {int(stats.bad_batch) + 1}{kept}. "
+                               "Lower --lr or check the data and method settings")
+    lr = t.optimizer.param_groups[0]["lr"]
+    t.scheduler.step()
+    return {"epoch": epoch + 1, "stage": stage, "loss": float(stats.loss_sum) / stats.seen,
+            "train_acc": int(stats.correct) / stats.seen, "lr": lr, "seconds": round(time.perf_counter() - t0, 4)}
+
+
+class EpochStats:
+    """An epoch's loss sum, correct predictions, samples seen and first non-finite batch, kept on the device so
+    that a step never waits for the GPU."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+        self.bad_batch = torch.full((), -1, device=device, dtype=torch.long)
+
+    def add(self, i: int, out: StepOutput, y: torch.Tensor) -> None:
+        finite = torch.isfinite(out.loss.detach())
+        self.bad_batch = torch.where((self.bad_batch < 0) & ~finite, torch.full_like(self.bad_batch, i), self.bad_batch)
+        self.loss_sum += out.loss.detach() * y.numel()
+        self.correct += (out.logits.detach().argmax(1) == y).sum()
+        self.seen += y.numel()
+
+    def all_reduce(self) -> None:
+        """Sums (and the first bad batch) over the torchrun processes: the global batches' statistics."""
+        self.loss_sum = distributed.all_reduce_sum(self.loss_sum)
+        self.correct = distributed.all_reduce_sum(self.correct)
+        self.seen = int(distributed.all_reduce_sum(torch.tensor(self.seen, device=self.loss_sum.device)))
+        self.bad_batch = distributed.all_reduce_max(self.bad_batch)
+
+
+def _existing_checkpoint(cfg: RunConfig, rd: Path, h: str, resume: str | bool, force: bool) -> dict | None:
+    """The run folder's checkpoint when it belongs to this config (None when there is none, or with `force`);
+    ConfigError for a folder holding another config, or --resume without a checkpoint."""
+    ckpt_path = rd / "checkpoint.pt"
     existing = None
     if (rd / "config.json").exists() and not force:
         old = runs.read_config(rd)
@@ -215,129 +374,34 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
         raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
     if resume is True and existing is None and not force:
         raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
+    return existing
 
-    data = build_data(cfg.data, device=device, verbose=verbose and main)
-    seed_everything(cfg.train.seed)
-    ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, device, distributed=dist_on)
-    method = build_method(cfg.method, cfg.method_args, ctx)
-    sp = speed.plan_for(cfg.train, device)
-    speed.configure_threads(sp.threads)
-    model = _build_model(cfg, data, method, device)
-    model, net = speed.prepare_model(model, sp)  # net: what `method.step` calls (compiled, or the model itself)
-    if dist_on:
-        _check_distributed(cfg, data, method)
-        model, net = distributed.wrap_model(model, device, sync_bn)
-        net = speed.maybe_compile(net, sp.compile)
-    opt = speed.make_optimizer(model.parameters(), cfg.train, device)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=_milestones(cfg), gamma=cfg.train.lr_gamma)
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
 
-    if existing is not None and existing.get("finished") and not force:
-        model.load_state_dict(existing["model"])
-        if main and _csv_rows(rd / "history.csv") != len(existing["history"]):  # killed before its last write
-            runs.atomic_write_csv(rd / "history.csv", existing["history"])
-        log(f"reusing finished run {rd} (config {h}); pass --force to retrain")
-        return TrainResult(rd, cfg, model, data, method, existing["history"], reused=True)
-    if existing is not None and resume in ("auto", True):
-        model.load_state_dict(existing["model"])
-        method.load_state_dict(existing.get("method_state", {}))
-        opt.load_state_dict(existing["optimizer"])
-        sched.load_state_dict(existing["scheduler"])
-        _set_rng_state(existing["rng"], gen)
-        history = list(existing["history"])
-        start_epoch = existing["epoch"]
-        log(f"resuming {rd} after epoch {start_epoch}/{cfg.train.epochs}")
+def _restore(ckpt: dict[str, Any], t: Training, gen: torch.Generator) -> None:
+    """Model, method, optimizer, schedule and every RNG as the checkpoint left them (exact resume)."""
+    t.model.load_state_dict(ckpt["model"])
+    t.method.load_state_dict(ckpt.get("method_state", {}))
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"], gen)
 
-    if main:
-        rd.mkdir(parents=True, exist_ok=True)
-        runs.write_config(rd, cfg)
-    track = None
-    if cfg.train.track_every > 0:
-        track = _tracking_subset(data, cfg.train.track_size, cfg.data.seed)
 
-    log(f"training {cfg.method} ({method.summary}) on {data.name}, {cfg.model.arch}, {device}; run folder {rd}")
-    show = _progress_enabled(cfg)
-    from tqdm.auto import tqdm
-
-    for epoch in range(start_epoch, cfg.train.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        stage = method.stage(epoch)
-        method.current_lr = opt.param_groups[0]["lr"]
-        step_gen = gen  # one process: one generator for batches and the method's draws
-        if dist_on:  # the batch generator stays shared; the method's draws get a per-rank, per-epoch stream
-            seed_everything(distributed.stream_seed(cfg.train.seed, epoch, distributed.rank()))
-            step_gen = torch.Generator(device=gen.device).manual_seed(
-                distributed.stream_seed(cfg.train.seed, epoch, distributed.rank()))
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        bad_batch = torch.full((), -1, device=device, dtype=torch.long)
-        batches = iterate_batches(data.train_x, data.train_y, cfg.train.batch_size, generator=gen, shuffle=True,
-                                  augment=cfg.data.augment, padding=cfg.data.crop_padding, flip=cfg.data.flip)
-        n_batches = math.ceil(data.train_y.numel() / cfg.train.batch_size)
-        bar = tqdm(batches, total=n_batches, disable=not show, leave=False,
-                   desc=f"{cfg.method} epoch {epoch + 1}/{cfg.train.epochs} [{stage}]")
-        for i, (xb, yb) in enumerate(bar):
-            n_global = yb.numel()
-            if dist_on:
-                xb, yb = distributed.shard(xb, yb)
-            with sp.autocast(), trusted_inputs():  # batches from iterate_batches are in [0, 1]: no check sync
-                out = method.step(net, xb, yb, epoch, step_gen)
-            finite = torch.isfinite(out.loss.detach())
-            bad_batch = torch.where((bad_batch < 0) & ~finite, torch.full_like(bad_batch, i), bad_batch)
-            opt.zero_grad(set_to_none=True)
-            if dist_on:  # DDP averages over ranks: weight shard means so the update is the global batch's
-                (out.loss * distributed.shard_weight(yb.numel(), n_global)).backward()
-            else:
-                out.loss.backward()
-            opt.step()
-            loss_sum += out.loss.detach() * yb.numel()
-            correct += (out.logits.detach().argmax(1) == yb).sum()
-            seen += yb.numel()
-        if dist_on:  # epoch statistics of the global batches
-            loss_sum, correct = distributed.all_reduce_sum(loss_sum), distributed.all_reduce_sum(correct)
-            seen = int(distributed.all_reduce_sum(torch.tensor(seen, device=device)))
-            bad_batch = distributed.all_reduce_max(bad_batch)
-        if int(bad_batch) >= 0:
-            raise TrainingDiverged(
-                f"loss became NaN/inf at epoch {epoch + 1}, batch {int(bad_batch) + 1}; the last good checkpoint "
-                f"({ckpt_path}, after epoch {epoch}) is kept. Lower --lr or check the data and method settings"
-            )
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "stage": stage, "loss": float(loss_sum) / seen, "train_acc": int(correct) / seen,
-            "lr": lr, "seconds": round(time.perf_counter() - t0, 4),
-        }
-        if track is not None and main and ((epoch + 1) % cfg.train.track_every == 0
-                                           or epoch + 1 == cfg.train.epochs):
-            row.update(track_per_class(method.eval_model(model), track[0], track[1], data.num_classes,
-                                       eps=cfg.train.track_eps, step_size=cfg.train.track_step_size,
-                                       steps=cfg.train.track_pgd_steps))
-        history.append(row)
-        finished = epoch + 1 == cfg.train.epochs
-        ckpt = {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "rng": _rng_state(gen), "history": history, "config_hash": h,
-            "method": cfg.method, "finished": finished, "method_state": method.state_dict(),
-        }
-        if dist_on:
-            ckpt["distributed"] = {"world_size": distributed.world_size(), "sync_bn": sync_bn}
-        if main:
-            runs.atomic_torch_save(ckpt_path, ckpt)
-            runs.atomic_write_csv(rd / "history.csv", history)
-        distributed.barrier()
-        msg = f"epoch {epoch + 1}/{cfg.train.epochs} [{stage}] loss {row['loss']:.4f} acc {row['train_acc']:.3f}"
-        if "track_pgd_bal" in row:
-            msg += f" | tracked clean {row['track_clean_bal']:.3f} pgd {row['track_pgd_bal']:.3f}"
-        log(msg + f" ({row['seconds']:.1f}s)")
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not finished:
-            log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
-            break
-    return TrainResult(rd, cfg, model, data, method, history, reused=False)
+def _save(rd: Path, t: Training, gen: torch.Generator, history: list[dict[str, Any]], cfg: RunConfig, h: str,
+          sync_bn: bool) -> None:
+    """The checkpoint after the last epoch of `history` and history.csv, written atomically by the main process;
+    every process waits for it."""
+    epoch = history[-1]["epoch"]
+    ckpt = {
+        "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+        "epoch": epoch, "rng": _rng_state(gen), "history": history, "config_hash": h, "method": cfg.method,
+        "finished": epoch == cfg.train.epochs, "method_state": t.method.state_dict(),
+    }
+    if t.ddp:
+        ckpt["distributed"] = {"world_size": distributed.world_size(), "sync_bn": sync_bn}
+    if distributed.is_main():
+        runs.atomic_torch_save(rd / "checkpoint.pt", ckpt)
+        runs.atomic_write_csv(rd / "history.csv", history)
+    distributed.barrier()
 
 
 def _csv_rows(path: Path) -> int:
@@ -372,7 +436,7 @@ def load_run(run_dir, device: str = "auto", verbose: bool = False):
     ctx = MethodContext(data.num_classes, list(data.class_counts), cfg.train.epochs, dev)
     method = build_method(cfg.method, cfg.method_args, ctx)
     seed_everything(cfg.train.seed)
-    model = speed.to_channels_last(_build_model(cfg, data, method, dev),  # eval only: channels_last is exact there
+    model = speed.to_channels_last(build_model(cfg, data, method, dev),  # eval only: channels_last is exact there
                                    speed.resolve_channels_last(cfg.train.channels_last, dev, training=False))
     model.load_state_dict(ckpt["model"])
     method.load_state_dict(ckpt.get("method_state", {}))
@@ -380,7 +444,8 @@ def load_run(run_dir, device: str = "auto", verbose: bool = False):
     return cfg, model, data, method, ckpt
 
 
-def _build_model(cfg: RunConfig, data: DataBundle, method: Method, device: torch.device) -> torch.nn.Module:
+def build_model(cfg: RunConfig, data: DataBundle, method: Method, device: torch.device) -> torch.nn.Module:
+    """The run's model, adapted by its method (`prepare_model`), on `device`."""
     model = create_model(cfg.model.arch, data.num_classes, in_channels=data.channels, image_size=data.image_size,
                          mean=data.mean, std=data.std, normalize=cfg.model.normalize,
                          pretrained=cfg.model.pretrained, resize=cfg.model.resize)

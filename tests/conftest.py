@@ -74,13 +74,14 @@ def small_cfg():
     synthetic data, on the CPU, quiet, no per-class tracking, run folders under root/runs."""
     from dataclasses import replace
 
-    from lib.config import profile_config
+    from lib.config import override
+    from lib.profiles import profile_config
 
     def make(root, method, epochs=3, max_train=None, **method_args):
-        cfg = profile_config("smoke", method)
-        return replace(cfg, out_dir=str(root / "runs"), method_args=method_args,
-                       data=replace(cfg.data, dataset="synthetic", max_train=max_train),
-                       train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+        cfg = replace(profile_config("smoke", method), method_args={})  # only the arguments given here
+        return override(cfg, {"out_dir": str(root / "runs"), "data.dataset": "synthetic", "data.max_train": max_train,
+                              "train.epochs": epochs, "train.device": "cpu", "train.progress": False,
+                              "train.track_every": 0, **{f"method_args.{k}": v for k, v in method_args.items()}})
 
     return make
 

@@ -42,14 +42,14 @@ def test_bench_quick_writes_json_and_the_numerical_check_holds(tmp_path):
 
 @pytest.fixture(scope="module")
 def harness():
-    from lib.bench import BenchSettings, Harness, _load_reference, parse_model_spec
+    from lib.bench import BenchSettings, Harness, load_reference, parse_model_spec
 
     st = BenchSettings(device="cpu", quick=True, costs=False)
-    return Harness(parse_model_spec("small_cnn:1x8:b64", True), st, torch.device("cpu"), _load_reference()), st
+    return Harness(parse_model_spec("small_cnn:1x8:b64", True), st, torch.device("cpu"), load_reference()), st
 
 
 def test_numerical_check_compares_independent_code(harness):
-    from lib.bench import numerical_check
+    from lib.checks import numerical_check
 
     h, st = harness
     nc = numerical_check(h, st)
@@ -63,7 +63,7 @@ def test_numerical_check_compares_independent_code(harness):
 def test_numerical_check_fails_when_the_kit_computes_something_else(harness, monkeypatch):
     import lib.losses
     import lib.methods.taet
-    from lib.bench import numerical_check
+    from lib.checks import numerical_check
 
     h, st = harness
 
@@ -183,7 +183,7 @@ def test_fast_optimizer_and_layout_match_the_plain_ones():
 
 
 def test_paper_projection_counts_match_the_data_module():
-    from lib.bench import PAPER
+    from lib.bench_report import PAPER
     from lib.data import long_tail_counts
 
     assert PAPER["train_images"] == sum(long_tail_counts(5000, 10, 10.0))  # CIFAR-10-LT, IR 10

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,9 @@ import torch
 
 from lib import runs
 from lib.__main__ import main
-from lib.config import profile_config
+from lib.config import override
 from lib.evaluate import evaluate_run
+from lib.profiles import profile_config
 from lib.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,9 +151,9 @@ def test_sigkill_anywhere_then_resume_ends_like_an_uninterrupted_run(tmp_path, c
 
 
 def _cfg(tmp_path, epochs=2):
-    cfg = profile_config("smoke", "at")
-    return replace(cfg, out_dir=str(tmp_path / "runs"), name="locked",
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+    return override(profile_config("smoke", "at"), {"out_dir": str(tmp_path / "runs"), "name": "locked",
+                                                     "train.epochs": epochs, "train.device": "cpu",
+                                                     "train.progress": False, "train.track_every": 0})
 
 
 def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):

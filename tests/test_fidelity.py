@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from lib.attacks import autoattack_ta, describe_attack
-from lib.config import ConfigError, DataConfig, RunConfig, profile_config
+from lib.config import ConfigError, DataConfig, RunConfig
 from lib.data import build_data, iterate_batches, resize_images
 from lib.methods import MethodContext, build_method, resolve_method_args
 from lib.models import create_model
+from lib.profiles import profile_config
 from lib.runs import HASH_NEUTRAL, config_hash
 from lib.train import validate
 
@@ -39,7 +40,7 @@ def _reference():
 
 
 def _kit_clips_start() -> bool:
-    from lib.bench import kit_clips_normal_start
+    from lib.checks import kit_clips_normal_start
 
     return kit_clips_normal_start()
 

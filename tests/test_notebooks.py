@@ -33,6 +33,16 @@ def test_notebook_is_stored_without_outputs_and_has_parameters(path):
     assert len(tagged) == 1 and "profile" in tagged[0].source
 
 
+def test_experiments_all_lists_exactly_what_the_notebooks_call():
+    import re
+
+    import lib.experiments as ex
+
+    used = {m for p in notebooks() for m in re.findall(r"\bex\.(\w+)", p.read_text())}
+    assert sorted(ex.__all__) == sorted(used)
+    assert all(callable(getattr(ex, name)) for name in ex.__all__)
+
+
 def _make_nb(folder: Path, name: str, sources: list[str]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -5,13 +5,19 @@ from dataclasses import replace
 import pytest
 
 from lib import runs
-from lib.config import ConfigError, profile_config
+from lib.config import ConfigError, override
 from lib.methods import get_method_class
+from lib.profiles import profile_config
 from lib.train import train_run, validate
 
 
 def base_cfg(method="taet"):
     return validate(profile_config("smoke", method))
+
+
+def _one_quiet_cpu_epoch(tmp_path):
+    return {"out_dir": str(tmp_path / "runs"), "train.epochs": 1, "train.device": "cpu", "train.progress": False,
+            "train.track_every": 0}
 
 
 RESULT_CHANGES = {
@@ -66,8 +72,7 @@ def test_a_change_that_does_not_affect_results_keeps_the_hash(change):
 
 def test_a_method_version_bump_invalidates_its_runs_only(tmp_path, monkeypatch):
     """Method.version enters the hash (above 1), so changed method code retrains instead of reusing old runs."""
-    cfg = replace(base_cfg("at"), out_dir=str(tmp_path / "runs"),
-                  train=replace(base_cfg("at").train, epochs=1, device="cpu", progress=False, track_every=0))
+    cfg = override(base_cfg("at"), _one_quiet_cpu_epoch(tmp_path))
     taet, at = base_cfg("taet"), cfg
     before = runs.config_hash(taet), runs.config_hash(at)
     first = train_run(cfg, verbose=False)
@@ -88,9 +93,7 @@ def test_eval_results_are_cached_per_attack_with_their_settings(tmp_path):
     the attacks whose settings changed are recomputed (the trained run is reused as it is)."""
     from lib.evaluate import evaluate_run, with_eval_overrides
 
-    cfg = base_cfg("at")
-    cfg = replace(cfg, out_dir=str(tmp_path / "runs"),
-                  train=replace(cfg.train, epochs=1, device="cpu", progress=False, track_every=0))
+    cfg = override(base_cfg("at"), _one_quiet_cpu_epoch(tmp_path))
     rd = train_run(cfg, verbose=False).run_dir
     first = evaluate_run(rd, ["clean", "fgsm"], device="cpu", verbose=False)
     again = evaluate_run(rd, ["clean", "fgsm"], device="cpu", verbose=False)
@@ -105,7 +108,6 @@ def test_eval_results_are_cached_per_attack_with_their_settings(tmp_path):
 
 
 def test_a_profile_attack_scale_multiplies_every_attack_size():
-    from lib.config import profile_config
     from lib.methods import resolve_method_args
 
     assert profile_config("demo", "taet").eval.eps == pytest.approx(32 / 255)  # demo: 4x the paper's 8/255

@@ -7,18 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from lib import runs
-from lib.config import ConfigError, profile_config
+from lib.config import ConfigError, override
 from lib.evaluate import evaluate_model, evaluate_run
 from lib.methods import METHODS, Method, StepOutput, register_method
+from lib.profiles import profile_config
 from lib.train import TrainingDiverged, train_run, validate
 
 
 def small_cfg(tmp_path, method="taet", epochs=4, **method_args):
-    cfg = profile_config("smoke", method)
-    args = {"ce_epochs": 1} if method == "taet" else {}
-    args.update(method_args)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=args,
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False))
+    cfg = replace(profile_config("smoke", method), method_args={"ce_epochs": 1} if method == "taet" else {})
+    return override(cfg, {"out_dir": str(tmp_path / "runs"), "train.epochs": epochs, "train.device": "cpu",
+                          "train.progress": False, **{f"method_args.{k}": v for k, v in method_args.items()}})
 
 
 def test_taet_switches_stage_and_lowers_loss(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError, check_range  # noqa: F401  (check_range: re-exported to the methods)
 
 
 class StepOutput(NamedTuple):
@@ -136,7 +136,3 @@ def build_method(name: str, args: dict[str, Any], ctx: MethodContext) -> Method:
     method.check(ctx.epochs)
     return method
 
-
-def check_range(name: str, value: float, lo: float = 0.0, hi: float = 1.0, hint: str = "") -> None:
-    if not (lo <= value <= hi):
-        raise ConfigError(f"{name}={value} is outside [{lo}, {hi}]{'; ' + hint if hint else ''}")

@@ -1,0 +1,230 @@
+"""The benchmark's correctness checks: the kit's losses against the reference-style loop's on identical inputs
+(:func:`numerical_check`, with the memory-layout check), and bf16 training against fp32 (:func:`bf16_check`)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from . import losses, speed
+from .attacks import _strict_fp32, pgd, trusted_inputs  # attacks.py has no public name for it yet
+from .config import RunConfig, override
+from .data import iterate_batches
+from .evaluate import evaluate_model
+from .methods import MethodContext, build_method
+from .methods.common import train_pgd
+from .profiles import profile_config
+from .train import build_training, resolve_device, train_epoch, validate
+
+if TYPE_CHECKING:
+    from .bench import BenchSettings, Harness
+
+CHECK_TOL = 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------
+# Numerical check: the two loops compute the same losses (fp32, identical inputs)
+# ---------------------------------------------------------------------------------------------------
+def kit_clips_normal_start() -> bool:
+    """Whether lib.attacks.pgd clips the start x + std·N(0,1) to [0, 1] before the first forward pass (the
+    official code does not). Probed, so the check follows the kit if that changes."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(float(x.detach().min()))
+            return x.flatten(1)[:, :2] * 1.0
+
+    x = torch.zeros(1, 1, 2, 2)
+    pgd(Probe(), x, torch.zeros(1, dtype=torch.long), eps=1.0, step_size=0.0, steps=1, start="normal", start_std=1.0,
+        generator=torch.Generator().manual_seed(1))
+    return seen[0] >= 0.0
+
+
+def _clone_gen(gen: torch.Generator) -> torch.Generator:
+    g = torch.Generator(device=gen.device)
+    g.set_state(gen.get_state())
+    return g
+
+
+def numerical_check(h: Harness, st: BenchSettings) -> dict[str, Any]:
+    """See :func:`_numerical_check`; run in true fp32 (no TF32) with deterministic cuDNN on a GPU."""
+    det = torch.backends.cudnn.deterministic
+    try:
+        torch.backends.cudnn.deterministic = True
+        with _strict_fp32(h.device):
+            return _numerical_check(h, st)
+    finally:
+        torch.backends.cudnn.deterministic = det
+
+
+def _numerical_check(h: Harness, st: BenchSettings) -> dict[str, Any]:
+    """Kit vs reference on the same batch, same weights, same start noise, fp32:
+
+    1. HEL: the official class loop vs ``lib.losses.hel_loss`` on identical per-sample losses (a batch with a
+       class missing): value and gradient.
+    2. TAET stage-2 loss: ``TAET.step`` (lib PGD + vectorised HEL, the kit's layout) vs the reference HARL
+       given the kit's start noise; also the adversarial images themselves.
+    3. AT-BSL loss, the same way.
+    4. The official start rule: the reference with x + 0.001·N(0,1) not clipped before the first step,
+       against the kit (reported; it is a rule difference, not a numerical one, when the kit clips).
+    """
+    ref, d, dev = h.ref, h.data, h.device
+    # Loop against loop in one layout: PGD's sign() turns rounding-level differences (another convolution
+    # algorithm) into whole steps on a few pixels, so the layout is checked on its own below (5.).
+    sp = speed.plan(dev, amp="off", channels_last=False, compile=False)
+    bs = min(h.spec.batch_size, 64)
+    gen = torch.Generator().manual_seed(st.seed + 7)
+    xb, yb = next(iterate_batches(h.train_x, h.train_y, bs, generator=gen, shuffle=True, augment=True,
+                                  padding=d.padding, flip=d.flip))
+    kit_model = speed.prepare_model(copy.deepcopy(h.base), sp)[0].train()
+    ref_model = copy.deepcopy(h.base).train()
+    out: dict[str, Any] = {"batch_size": bs, "tolerance": CHECK_TOL}
+
+    # 1. HEL on identical per-sample losses, with the batch's most frequent class removed (absent class).
+    drop = int(torch.bincount(yb, minlength=d.num_classes).argmax())
+    keep = yb != drop
+    with torch.no_grad():
+        base_losses = F.cross_entropy(ref_model.eval()(xb[keep]), yb[keep], reduction="none")
+    ref_model.train()
+    ps1 = base_losses.clone().requires_grad_(True)
+    ps2 = base_losses.clone().requires_grad_(True)
+    v_ref = ref.hel_loop(ps1, yb[keep], d.num_classes)
+    v_kit = losses.hel_loss(ps2, yb[keep], d.num_classes)  # looked up at call time (tests swap it)
+    g_ref, = torch.autograd.grad(v_ref, ps1)
+    g_kit, = torch.autograd.grad(v_kit, ps2)
+    v_ref, v_kit = float(v_ref.detach()), float(v_kit.detach())
+    out["hel"] = {"reference": v_ref, "kit": v_kit, "abs_diff": abs(v_ref - v_kit),
+                  "grad_max_abs_diff": float((g_ref - g_kit).abs().max()), "absent_class": drop}
+
+    clip = kit_clips_normal_start()
+    out["kit_clips_normal_start"] = clip
+    ctx = MethodContext(d.num_classes, list(d.class_counts), 2, dev)
+    for name, margs in (("taet_stage2", {"ce_epochs": 1}), ("atbsl", {})):
+        method_name = "taet" if name == "taet_stage2" else "atbsl"
+        method = build_method(method_name, margs, ctx)
+        a = method.args
+        km, rm = copy.deepcopy(kit_model), copy.deepcopy(ref_model)
+        g = torch.Generator().manual_seed(st.seed + 11)
+        noise = torch.randn(xb.shape, generator=_clone_gen(g), device=g.device, dtype=torch.float32).to(dev)
+        x_adv_kit = train_pgd(copy.deepcopy(km), xb, yb, a, _clone_gen(g))
+        with trusted_inputs():
+            kit_out = method.step(km, xb, yb, 1, g)
+        x_adv_ref = ref.pgd_official(copy.deepcopy(rm).train(), xb, yb, eps=a.eps, step_size=a.step_size,
+                                     steps=a.steps, noise=noise, clip_start=clip)
+
+        def reference_loss(model, clip_start, a=a, noise=noise, name=name):
+            """The reference loop's loss and logits for this workload on the batch (same weights and noise)."""
+            if name == "taet_stage2":
+                return ref.taet_stage2_loss(model, xb, yb, d.num_classes, eps=a.eps, step_size=a.step_size,
+                                            steps=a.steps, noise=noise, clip_start=clip_start)
+            return ref.atbsl_loss(model, xb, yb, d.class_counts, eps=a.eps, step_size=a.step_size, steps=a.steps,
+                                  noise=noise, clip_start=clip_start)
+
+        ref_loss, ref_logits = reference_loss(rm, clip)
+        ref_v, kit_v = float(ref_loss.detach()), float(kit_out.loss.detach())
+        res = {"reference": ref_v, "kit": kit_v, "abs_diff": abs(ref_v - kit_v),
+               "logits_max_abs_diff": float((ref_logits - kit_out.logits.float()).detach().abs().max()),
+               "x_adv_max_abs_diff": float((x_adv_ref - x_adv_kit).abs().max()),
+               "x_adv_pixels_differing": int((x_adv_ref != x_adv_kit).sum())}
+        if clip:  # what the official, unclipped start gives on the same batch and noise
+            off, _ = reference_loss(copy.deepcopy(ref_model), False)
+            res["official_unclipped_start"] = {"reference": float(off.detach()), "abs_diff_to_kit":
+                                               abs(float(off.detach()) - kit_v)}
+        out[name] = res
+    out["layout"] = _layout_check(h, xb, yb, trains_channels_last=speed.resolve_channels_last(st.channels_last, dev))
+    out["passed"] = bool(out["hel"]["abs_diff"] <= CHECK_TOL and out["hel"]["grad_max_abs_diff"] <= CHECK_TOL
+                         and out["taet_stage2"]["abs_diff"] <= CHECK_TOL and out["atbsl"]["abs_diff"] <= CHECK_TOL
+                         and out["layout"]["passed"])
+    return out
+
+
+def _layout_check(h: Harness, xb: torch.Tensor, yb: torch.Tensor, trains_channels_last: bool) -> dict[str, Any]:
+    """channels_last against contiguous weights, fp32, on one batch (relative max differences).
+
+    Gated: eval mode (the attack) logits and input gradient, train mode logits: same arithmetic up to
+    summation order, so within the tolerance. The train-mode weight gradients' error against fp64 is reported
+    for both layouts, and gated (channels_last within 10x NCHW's, or 1e-4) when the kit trains in channels_last
+    on this device: PyTorch's CPU channels_last batch-norm backward is far less accurate (README, Performance)."""
+    rel = lambda u, v: float((u - v).abs().max() / v.abs().max().clamp_min(1e-30))  # noqa: E731
+    out: dict[str, Any] = {}
+    for mode in ("eval", "train"):
+        res = []
+        for m in (copy.deepcopy(h.base), speed.to_channels_last(copy.deepcopy(h.base))):
+            m.train(mode == "train")
+            xr = xb.clone().requires_grad_(True)
+            z = m(xr)
+            g, = torch.autograd.grad(F.cross_entropy(z, yb, reduction="sum"), xr)
+            res.append((z.detach(), g))
+        out[mode] = {"logits_rel_diff": rel(res[1][0], res[0][0])}
+        if mode == "eval":
+            out[mode]["input_grad_rel_diff"] = rel(res[1][1], res[0][1])
+    grads = {}
+    for name, m, dtype in (("fp64", copy.deepcopy(h.base).double(), torch.float64),
+                           ("contiguous", copy.deepcopy(h.base), torch.float32),
+                           ("channels_last", speed.to_channels_last(copy.deepcopy(h.base)), torch.float32)):
+        m.train()
+        F.cross_entropy(m(xb.to(dtype)), yb, reduction="sum").backward()
+        grads[name] = [p.grad.double() for p in m.parameters()]
+    out["train_weight_grad_error_vs_fp64"] = {
+        k: max(rel(a, b) for a, b in zip(grads[k], grads["fp64"])) for k in ("contiguous", "channels_last")}
+    err = out["train_weight_grad_error_vs_fp64"]
+    out["channels_last_training_ok"] = err["channels_last"] <= max(10 * err["contiguous"], CHECK_TOL)
+    out["gates_training_layout"] = trains_channels_last
+    out["passed"] = (all(v <= CHECK_TOL for mode in ("eval", "train") for v in out[mode].values())
+                     and (out["channels_last_training_ok"] or not trains_channels_last))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# bf16 accuracy check: a short TAET run in bf16 against the same run in fp32
+# ---------------------------------------------------------------------------------------------------
+def short_run(cfg: RunConfig, amp: str, *, attacks=("clean", "pgd20"), verbose: bool = False) -> dict[str, Any]:
+    """Train `cfg` with lib.train's own epoch (`train_epoch`: its batches, step and schedule) under the speed plan
+    with `amp`, then evaluate in fp32 (attacks without autocast). Nothing is written to disk."""
+    cfg = validate(override(cfg, {"train.amp": amp}))
+    dev = resolve_device(cfg.train.device)
+    t = build_training(cfg, dev)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    t0 = time.perf_counter()
+    for epoch in range(cfg.train.epochs):
+        train_epoch(cfg, t, epoch, gen)
+    train_s = time.perf_counter() - t0
+    t.model.eval()
+    res = evaluate_model(t.method.eval_model(t.model), t.data.test_x, t.data.test_y, t.data.num_classes, cfg.eval,
+                         attacks, verbose=verbose)
+    return {"amp": t.plan.amp, "train_seconds": round(train_s, 1),
+            **{f"{a}_balanced": res[a]["balanced"] for a in attacks}}
+
+
+def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None = None, seed: int = 0,
+               tolerance: float = 0.01, verbose: bool = True) -> dict[str, Any]:
+    """TAET under `profile` trained in fp32 and in bf16 (same seed, same data), evaluated in fp32; also fp32 with
+    the next seed, to show the seed-to-seed spread. Passes when bf16's balanced PGD-20 robustness is within
+    `tolerance` (1 point) of fp32's."""
+    cfg = profile_config(profile, "taet")
+    values: dict[str, Any] = {"train.device": device, "train.seed": seed, "train.progress": False,
+                              "train.track_every": 0}
+    if epochs is not None:
+        values["method_args.ce_epochs"] = max(0, min(cfg.method_args.get("ce_epochs", 0), int(round(epochs * 0.4))))
+        values["train.epochs"] = epochs
+    cfg = override(cfg, values)
+    log = print if verbose else (lambda *a, **k: None)
+    runs_ = {}
+    for name, amp, sd in (("fp32", "off", seed), ("bf16", "bf16", seed), ("fp32_next_seed", "off", seed + 1)):
+        runs_[name] = short_run(override(cfg, {"train.seed": sd}), amp)
+        log(f"bf16 check ({profile}, {cfg.model.arch}, {cfg.train.epochs} epochs) {name}: clean "
+            f"{runs_[name]['clean_balanced']:.4f}, PGD-20 {runs_[name]['pgd20_balanced']:.4f} "
+            f"({runs_[name]['train_seconds']:.0f} s training)")
+    diff = abs(runs_["bf16"]["pgd20_balanced"] - runs_["fp32"]["pgd20_balanced"])
+    spread = abs(runs_["fp32_next_seed"]["pgd20_balanced"] - runs_["fp32"]["pgd20_balanced"])
+    out = {"profile": profile, "arch": cfg.model.arch, "dataset": cfg.data.dataset, "epochs": cfg.train.epochs,
+           "runs": runs_, "pgd20_balanced_abs_diff": diff, "fp32_seed_spread": spread, "tolerance": tolerance,
+           "passed": diff <= tolerance}
+    log(f"bf16 check: |bf16 - fp32| balanced PGD-20 = {diff:.4f} (fp32 seed-to-seed {spread:.4f}) -> "
+        f"{'PASS' if out['passed'] else 'FAIL'} (tolerance {tolerance})")
+    return out
