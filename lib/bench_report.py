@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 
 def hardware(device: torch.device) -> dict[str, Any]:
@@ -42,6 +41,8 @@ def hardware(device: torch.device) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
+    import torchvision  # heavy (pulls in torch._dynamo): only the bench's report needs it
+
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
             "numpy": np.__version__}
 
