@@ -2,7 +2,10 @@
 
 A run is fully described by a :class:`RunConfig`: data, model, training schedule, the method's own
 hyperparameters (``method_args``, resolved against the method's dataclass) and the evaluation suite.
-Its hash (see :mod:`lib.runs`) decides whether a finished run can be reused.
+Its hash (see :mod:`lib.runs`) decides whether a finished run can be reused. Every change to a config goes
+through :func:`override` (dotted keys, one type coercion), so one experiment has one hash. A profile becomes one
+method's config in :mod:`lib.profiles` (it needs the method registry; this module imports nothing from the kit but
+:mod:`lib.errors`).
 """
 
 from __future__ import annotations
@@ -344,12 +347,3 @@ def notebook_settings(profile: str) -> dict[str, Any]:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
     return copy.deepcopy(PROFILES[profile]["notebooks"])
 
-
-def __getattr__(name: str):
-    """`lib.config.profile_config` and `scaled_attack_args` live in :mod:`lib.profiles` (they need the method
-    registry, which imports this module); the old names still resolve, on first use only."""
-    if name in ("profile_config", "scaled_attack_args"):
-        from . import profiles
-
-        return getattr(profiles, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.config import profile_config
+from lib.config import override
 from lib.methods import MethodContext, build_method
 from lib.methods.reat import (
     rbl_attack,
@@ -19,6 +19,7 @@ from lib.methods.reat import (
     tail_loss,
 )
 from lib.models import create_model
+from lib.profiles import profile_config
 from lib.train import train_run
 
 
@@ -122,10 +123,9 @@ def test_rbl_attack_equals_pgd_on_ce_and_stays_in_the_ball():
 
 
 def _cfg(tmp_path, epochs=2):
-    cfg = profile_config("smoke", "reat")
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args={},
-                   data=replace(cfg.data, dataset="synthetic"),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+    cfg = replace(profile_config("smoke", "reat"), method_args={})
+    return override(cfg, {"out_dir": str(tmp_path / "runs"), "data.dataset": "synthetic", "train.epochs": epochs,
+                          "train.device": "cpu", "train.progress": False, "train.track_every": 0})
 
 
 def test_training_counts_adversarial_predictions(tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib.config import profile_config
+from lib.config import override
 from lib.evaluate import evaluate_run
 from lib.methods import MethodContext, build_method
 from lib.methods.robal import (
@@ -20,6 +20,7 @@ from lib.methods.robal import (
     trades_kl,
 )
 from lib.models import create_model
+from lib.profiles import profile_config
 from lib.train import load_run, train_run
 
 COUNTS = [4, 2, 1]  # prior π = (4/7, 2/7, 1/7), n / n_min = (4, 2, 1)
@@ -146,10 +147,9 @@ def test_one_sided_start_and_ball():
 
 
 def _cfg(tmp_path, method="robal", epochs=2, **method_args):
-    cfg = profile_config("smoke", method)
-    return replace(cfg, out_dir=str(tmp_path / "runs"), method_args=method_args,
-                   data=replace(cfg.data, dataset="synthetic"),
-                   train=replace(cfg.train, epochs=epochs, device="cpu", progress=False, track_every=0))
+    cfg = replace(profile_config("smoke", method), method_args=method_args)
+    return override(cfg, {"out_dir": str(tmp_path / "runs"), "data.dataset": "synthetic", "train.epochs": epochs,
+                           "train.device": "cpu", "train.progress": False, "train.track_every": 0})
 
 
 def test_checkpoint_reloads_into_a_prepared_model_and_evaluates_adjusted(tmp_path):
