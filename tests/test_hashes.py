@@ -37,7 +37,14 @@ PINNED = {
         "gairat": "4b782a9053105767", "he": "83b10d40e8c3b76a", "las_at": "cca6bfb289449705",
         "mart": "f0e9f69cb3135b9a", "reat": "7237d423ae37f65e", "robal": "d01d852d19dfbac7",
         "robal_r": "db12bab2c97bfbcb", "taet": "e76d057478d62b6c", "trades": "2b94eec06ac4cc96",
-    },}
+    },    # The official TAET notebook's protocol (added after the table was first pinned; computed from that code).
+    "taet_notebook": {
+        "adt": "01eadb861e4c9640", "at": "8d44dcef3551151c", "atbsl": "c24fe229c8bd194d", "ce": "91fb2a3a379658fb",
+        "gairat": "243342d268a122d0", "he": "5cd8eaaf4fc73fe9", "las_at": "507700a1a883604f",
+        "mart": "635ad44a1d38576c", "reat": "e926c067ee8fbd7c", "robal": "3c28ae76fd99e099",
+        "robal_r": "be3342aef3f40fd3", "taet": "e77d46e29c3e3035", "trades": "062d4cbd5377ba9c",
+    },
+}
 
 
 def test_the_table_covers_every_profile_and_registered_method():
