@@ -316,7 +316,6 @@ def cost_reading(costs: dict[str, dict[str, Any]]) -> str:
 
 
 # What the notebooks use (tests/test_notebooks.py checks this list against them).
-__all__ = ["config_with_weights", "cost_reading", "cost_table", "derma_data", "dynamics_reading", "notebook_settings",
-           "per_class_dynamics", "per_class_series", "profile_config", "protocol_line", "ranking_reading",
-           "robustness_table", "run_config", "save_table", "separation_table", "series", "sweep_reading", "sweep_table",
-           "table_methods", "tail_table", "train_eval", "tsne_points", "wall_table"]
+__all__ = ["config_with_weights", "cost_reading", "cost_table", "derma_data", "notebook_settings",
+           "per_class_dynamics", "profile_config", "protocol_line", "run_config", "save_table", "separation_table",
+           "table_methods", "tsne_points", "wall_table"]
