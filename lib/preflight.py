@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .config import PROFILES, ConfigError, profile_config
+from .config import PROFILES, ConfigError
+from .profiles import profile_config
 
 AA_CPU_LIMIT_S = 3600.0  # longer than this, at the very least, and the pipeline asks for --allow-slow
 AA_MIN_PASSES = 100  # AutoAttack's first attack alone (APGD-CE, 100 iterations): forward-backward passes per image

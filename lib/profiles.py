@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import asdict
 from typing import Any
 
-from .config import PROFILES, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, section_from_dict
+from . import config
+from .config import DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, section_from_dict
 from .errors import ConfigError
 from .methods import get_method_class, method_arg_names
 
@@ -32,9 +33,10 @@ def profile_config(profile: str, method: str = "taet") -> RunConfig:
     """The RunConfig of a named profile for `method` (profile method_args the method lacks are dropped, those of
     its "method_args_by_method" entry are its own; an "attack_scale" multiplies every attack size, training and
     evaluation)."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")
-    p = PROFILES[profile]
+    profiles = config.PROFILES  # looked up at call time: lib.tiny and tests register profiles in it
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(profiles)}")
+    p = profiles[profile]
     accepted = set(method_arg_names(method))
     scale = p.get("attack_scale", 1.0)
     method_args = scaled_attack_args(method, scale) if scale != 1.0 else {}

@@ -13,7 +13,8 @@ import torch
 
 from lib import config, data, tiny
 from lib.attacks import describe_attack, get_attack
-from lib.config import PROFILES, ConfigError, EvalConfig, profile_config
+from lib.config import PROFILES, ConfigError, EvalConfig
+from lib.profiles import profile_config
 
 
 @pytest.fixture
