@@ -32,7 +32,14 @@ DEFAULT_SETTINGS = {"train_missing": False, "factorial": True}
 
 
 def settings(profile: str) -> dict[str, bool]:
-    return {**DEFAULT_SETTINGS, **PROFILE_SETTINGS.get(profile, {})}
+    """Notebook 08's defaults for `profile`; a `--tiny` profile trains what it lacks (it is a check of the code)."""
+    from .tiny import TINY_SUFFIX
+
+    base = profile.removesuffix(TINY_SUFFIX)
+    out = {**DEFAULT_SETTINGS, **PROFILE_SETTINGS.get(base, {})}
+    if profile.endswith(TINY_SUFFIX):
+        out["train_missing"] = True
+    return out
 
 
 class MissingRunsError(ConfigError):

@@ -190,3 +190,10 @@ def test_notebook_08_runs_from_results_alone(tmp_path):
     assert all("95% CI" in r["measured"] for r in rows)
     text = (out / "notebooks" / "08_claims_check.ipynb").read_text()
     assert "gap: AT-BSL" in text and "claims at this scale" in text
+
+
+def test_which_profiles_train_missing_runs_in_notebook_08():
+    assert claims.settings("smoke") == {"train_missing": True, "factorial": True}
+    assert claims.settings("demo") == {"train_missing": True, "factorial": False}
+    assert claims.settings("fashion") == {"train_missing": False, "factorial": True}
+    assert claims.settings("paper-tiny") == {"train_missing": True, "factorial": True}
