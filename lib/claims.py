@@ -411,10 +411,12 @@ def add_cli(sub, fmt) -> None:
                        help="the claims check: paired differences over seeds, intervals, verdicts",
                        description="Reads the claims runs from the run cache, else from results/<profile>/; "
                                    "writes outputs/tables/claims.md|csv and factorial.md|csv.")
-    c.add_argument("--profile", default="demo", help="settings profile (default: demo)")
+    from .config import PROFILES
+
+    c.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="settings profile (default: demo)")
     c.add_argument("--out-dir", default="outputs", help="outputs folder holding runs/ (default: outputs)")
     c.add_argument("--results-dir", default=RESULTS_DIR, help="committed evidence folder (default: results)")
-    c.add_argument("--device", default="cpu", help="auto, cpu or cuda, for --train (default: cpu)")
+    c.add_argument("--device", default="auto", help="auto, cpu or cuda, for --train (default: auto)")
     c.add_argument("--train", action="store_true", help="train the missing runs through lib.sweep (default: off)")
     c.add_argument("--workers", type=int, default=1, help="parallel training processes for --train (default: 1)")
     c.add_argument("--no-factorial", action="store_true", help="leave out the factorial's cells (default: in)")
