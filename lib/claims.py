@@ -77,9 +77,15 @@ def run_configs(profile: str, labels, seeds, *, device: str = "cpu", out_dir: st
                                  **specs[lbl][1]) for lbl in labels for s in seeds}
 
 
-def _attacks(profile: str) -> list[str]:
+AA_RUNS = ("taet", "atbsl")  # AutoAttack (where the profile runs it) only for the runs its claim reads: it is slow
+
+
+def _attacks(profile: str, label: str = "taet") -> list[str]:
+    """What a claims run is evaluated with: clean and PGD-20, plus AutoAttack for TAET and AT-BSL where the
+    profile's suite has it."""
     have = profile_config(profile, "taet").eval.attacks
-    return [a for a in ("clean", "pgd20", "autoattack") if a in have]
+    wanted = ("clean", "pgd20", "autoattack") if label in AA_RUNS else ("clean", "pgd20")
+    return [a for a in wanted if a in have]
 
 
 def _read_doc(folder: Path, cfg: RunConfig, attacks) -> dict[str, Any] | None:
@@ -208,8 +214,7 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
     seeds = check_seeds(seeds if seeds is not None else profile_seeds(profile), f"claims check ({profile})")
     labels = list(claim_runs(profile, factorial_cells))
     cfgs = run_configs(profile, labels, seeds, device=device, out_dir=out_dir)
-    attacks = _attacks(profile)
-    found = {k: locate(c, attacks, profile, results_dir) for k, c in cfgs.items()}
+    found = {k: locate(c, _attacks(profile, k[0]), profile, results_dir) for k, c in cfgs.items()}
     missing = [k for k, (c, r) in found.items() if c is None and r is None]
     if missing and not train_missing:
         by_name: dict[str, list[str]] = {}
@@ -223,18 +228,22 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
     if missing:
         from .sweep import run_sweep
 
-        run_sweep(training_spec(profile, missing, device=device, out_dir=out_dir), executor="local", workers=workers)
-        found.update({k: locate(cfgs[k], attacks, profile, results_dir) for k in missing})
+        for spec in training_specs(profile, missing, device=device, out_dir=out_dir):
+            run_sweep(spec, executor="local", workers=workers)
+        found.update({k: locate(cfgs[k], _attacks(profile, k[0]), profile, results_dir) for k in missing})
     return {"cache": {k: c for k, (c, _) in found.items() if c is not None},
             "results": {k: r for k, (_, r) in found.items() if r is not None}, "seeds": seeds, "configs": cfgs}
 
 
-def training_spec(profile: str, keys, *, device: str = "cpu", out_dir: str = "outputs") -> dict[str, Any]:
-    """The `lib.sweep` spec that trains and evaluates the claims runs `keys` ((label, seed) pairs)."""
+def training_specs(profile: str, keys, *, device: str = "cpu", out_dir: str = "outputs") -> list[dict[str, Any]]:
+    """The `lib.sweep` specs (one per attack list) that train and evaluate the claims runs `keys` ((label, seed))."""
     specs = claim_runs(profile)
-    grid = [{"method": specs[lbl][0], "seed": s, **specs[lbl][1]} for lbl, s in keys]
-    return {"profile": profile, "device": device, "out_dir": out_dir, "attacks": _attacks(profile),
-            "grid": {"run": grid}}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for lbl, s in keys:
+        groups.setdefault(tuple(_attacks(profile, lbl)), []).append({"method": specs[lbl][0], "seed": s,
+                                                                     **specs[lbl][1]})
+    return [{"profile": profile, "device": device, "out_dir": out_dir, "attacks": list(attacks),
+             "grid": {"run": grid}} for attacks, grid in groups.items()]
 
 
 def _values(claim: Claim, docs: dict, seeds) -> tuple[list[float], str] | None:

@@ -168,11 +168,15 @@ def test_training_the_missing_runs_goes_through_lib_sweep_with_the_claims_own_co
     from lib import sweep
 
     keys = [(lbl, s) for lbl in claims.claim_runs("smoke") for s in (0, 1)]
-    spec = claims.training_spec("smoke", keys, device="cpu", out_dir=str(tmp_path))
+    (spec,) = claims.training_specs("smoke", keys, device="cpu", out_dir=str(tmp_path))
     cfgs = claims.run_configs("smoke", list(claims.claim_runs("smoke")), [0, 1], device="cpu", out_dir=str(tmp_path))
     points = sweep.expand_points(spec)
     assert [runs.run_dir(c) for _, c in points] == [runs.run_dir(cfgs[k]) for k in keys]
     assert spec["attacks"] == ["clean", "pgd20"]
+    # where the profile runs AutoAttack, only TAET and AT-BSL (the AA claim's runs) are evaluated with it
+    specs = claims.training_specs("paper", [("taet", 0), ("at", 0), ("atbsl", 0)])
+    assert sorted((s["attacks"], len(s["grid"]["run"])) for s in specs) == [(["clean", "pgd20"], 1),
+                                                                         (["clean", "pgd20", "autoattack"], 2)]
 
 
 def test_notebook_08_runs_from_results_alone(tmp_path):
