@@ -135,3 +135,14 @@ def test_reading_says_none_conclusively_when_every_interval_includes_zero():
     assert "none conclusively" in factorial.reading(factorial.effects(vals, "fashion"))
     one = {k: v[:1] for k, v in vals.items()}
     assert "With one seed" in factorial.reading(factorial.effects(one, "fashion"))
+
+
+def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
+    from lib.experiments import run_config
+    from lib.train import train_run
+
+    cfg = run_config("smoke", "atbsl", device="cpu", out_dir=str(tmp_path), train={"track_every": 0},
+                     method_args={"clean_epochs": 1})
+    res = train_run(cfg, verbose=False)
+    assert [r["stage"] for r in res.history] == ["clean", "adversarial"]
+    assert res.config.method_args["clean_epochs"] == 1
