@@ -53,7 +53,7 @@ def claim_runs(profile: str, factorial_cells: bool = True) -> dict[str, tuple[st
     """Every run the claims (and the factorial) read, as {label: (method, {"data": ..., "method_args": ...})}."""
     nb = notebook_settings(profile)
     out: dict[str, tuple[str, dict[str, dict]]] = {
-        "taet": ("taet", {}), "atbsl": ("atbsl", {}), "at": ("at", {}),
+        "ce": ("ce", {}), "taet": ("taet", {}), "atbsl": ("atbsl", {}), "at": ("at", {}),
         "taet BCL only": ("taet", {"method_args": {"beta": 0.0, "gamma": 0.0}}),
     }
     for e in nb["ce_epochs_grid"]:
@@ -352,6 +352,21 @@ def reading(rows: list[dict[str, Any]]) -> str:
     return "\n\n".join(text)
 
 
+def scale_reading(gathered: dict[str, Any], floor: float = 85.0) -> str:
+    """How well standard training (CE) learns at this scale: a model far below `floor` is under-trained."""
+    from .stats import summarize
+
+    merged = {**gathered["results"], **gathered["cache"]}
+    vals = [100 * merged[("ce", s)]["results"]["clean"]["balanced"] for s in gathered["seeds"] if ("ce", s) in merged]
+    if not vals:
+        return ""
+    s = summarize(vals)
+    spread = f" ± {s.std:.1f}" if s.n > 1 else " (1 seed)"
+    verdict_ = "at or above" if s.mean >= floor else "below"
+    return (f"Scale: standard training (CE) reaches {s.mean:.1f}{spread}% balanced clean accuracy here, {verdict_} "
+            f"the {floor:g}% a model that is not under-trained should reach on this data.")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The factorial, from the same gathered runs
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,7 +421,8 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
     g = gather(profile, device=device, out_dir=out_dir, results_dir=results_dir, train_missing=train_missing,
                workers=workers, factorial_cells=factorial_cells)
     rows = evaluate_claims(profile, g)
-    out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir), "reading": reading(rows)}
+    out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir),
+           "reading": scale_reading(g) + "\n\n" + reading(rows)}
     if factorial_cells:
         eff = factorial_effects(profile, g)
         out.update(factorial=eff, factorial_md=save_factorial(eff, profile, len(g["seeds"]), out_dir),

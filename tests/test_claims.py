@@ -131,6 +131,8 @@ def test_results_folder_stands_in_for_an_empty_cache_and_agreement_is_reported(t
     assert not (tmp_path / "out" / "runs").exists()  # nothing trained: every run came from results/
     assert all(r["source"] == "results/" and r["vs committed"] == "-" for r in out["rows"])
     assert find(out["rows"], "above AT's")["verdict"] == "supported"
+    assert out["reading"].startswith("Scale: standard training (CE) reaches 80.5 ± 0.7% balanced clean accuracy here, "
+                                     "below the 85%")
     assert (tmp_path / "out" / "tables" / "claims.md").exists() and "gap: AT-BSL − TAET" in out["factorial_md"]
     # the user's own runs in the cache: read first, and compared with the committed ones
     _fake_all(tmp_path, runs.run_dir, shift=0.0)
