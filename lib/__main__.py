@@ -404,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     d.add_argument("--force", action="store_true", help="retrain even if finished runs exist")
     d.set_defaults(func=cmd_demo)
+
+    from .claims import add_cli
+
+    add_cli(sub, fmt)
     return p
 
 

@@ -48,10 +48,13 @@ CODE_VERSION = 1  # bump when a change to the kit alters what a given config com
 
 # Switches added after runs were cached: (section, field) -> the value that reproduces the behaviour from before
 # the switch existed. At that value the field is left out of the hash, so cached runs keep their hashes; any other
-# value enters it. Register a new switch here in the same change that adds it.
-HASH_NEUTRAL: dict[tuple[str, str], Any] = {
+# value enters it. Register a new switch here in the same change that adds it. A third element names the one method
+# the entry applies to (a field name another method already hashes, e.g. TAET's ce_epochs = 0, keeps its hash).
+HASH_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("data", "resize_before_crop"): None,  # the official TAET notebook's 224-px path (taet_notebook profile)
     ("method_args", "extra_clean_forward"): False,  # its discarded clean forward (TAET, AT-BSL)
+    ("method_args", "hel_scale"): 1.0,  # TAET's loss scale (the claims check's factorial)
+    ("method_args", "clean_epochs", "atbsl"): 0,  # AT-BSL's optional clean first stage
 }
 
 
@@ -163,7 +166,9 @@ def config_hash(cfg: RunConfig) -> str:
     from .methods import get_method_class
 
     d = _strip(cfg.to_dict(), NON_RESULT_FIELDS)
-    for (section, key), neutral in HASH_NEUTRAL.items():
+    for (section, key, *only), neutral in HASH_NEUTRAL.items():
+        if only and cfg.method not in only:
+            continue
         if key in d.get(section, {}) and d[section][key] == neutral:
             del d[section][key]
     d["code_version"] = CODE_VERSION

@@ -358,11 +358,11 @@ def test_cli_flags_set_each_switch():
 
 def test_tiny_taet_notebook_keeps_every_switch_at_cpu_sizes():
     from lib.config import PROFILES
-    from lib.tiny import TINY_ATTACK_STEPS, TINY_RESIZE, tiny_settings
+    from lib.tiny import TINY_RESIZE, TINY_TRAIN_ATTACK_STEPS, tiny_settings
 
     q = tiny_settings(PROFILES["taet_notebook"])
     assert q["data"]["resize_before_crop"] == TINY_RESIZE and q["model"]["pretrained"] is False
     assert q["model"]["normalize"] is False and q["method_args"]["extra_clean_forward"] is True
-    assert q["method_args_by_method"]["atbsl"]["steps"] == TINY_ATTACK_STEPS
+    assert q["method_args_by_method"]["atbsl"]["steps"] == TINY_TRAIN_ATTACK_STEPS
     assert q["train"]["lr"] == pytest.approx(0.1 * q["train"]["batch_size"] / 128)  # same lr per image
     assert PROFILES["taet_notebook"]["data"]["resize_before_crop"] == 224  # the profile itself is untouched

@@ -15,10 +15,10 @@ import pytest
 from lib.pipeline import NOTEBOOK_DIR, PipelineError, notebooks, run_pipeline
 
 EXPECTED = ["01_atbsl_analysis", "02_taet_training", "03_ir_sweep", "04_ablations", "05_tsne", "06_dermamnist",
-            "07_efficiency"]
+            "07_efficiency", "08_claims_check"]
 
 
-def test_seven_numbered_notebooks_exist():
+def test_the_numbered_notebooks_exist():
     assert [p.stem for p in notebooks()] == EXPECTED
 
 
@@ -149,6 +149,10 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     assert [r["method"] for r in _rows(out / "tables" / "fig6a_efficiency.csv")] == table_methods()
     for n in EXPECTED[:6]:  # their runs went through lib.sweep, every seed (its log is in the outputs)
         assert "grid point(s)" in (out / "notebooks" / f"{n}.ipynb").read_text(), n
+    claims = _rows(out / "tables" / "claims.csv")  # 08 over the smoke profile's two seeds: every row has its interval
+    assert len(claims) >= 10 and all(r["n"] == "2" and "95% CI" in r["measured"] for r in claims)
+    assert {r["verdict"] for r in claims} <= {"supported", "contradicted", "inconclusive"}
+    assert _rows(out / "tables" / "factorial.csv")[0]["effect (points)"] == "gap: AT-BSL − TAET"
     dyn = _rows(out / "tables" / "atbsl_per_class_dynamics.csv")
     assert len(dyn) == 10
     index = (out / "index.html").read_text()

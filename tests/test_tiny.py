@@ -42,11 +42,22 @@ def test_tiny_paper_keeps_every_choice_and_shrinks_only_sizes(fresh_profiles):
     assert small.train.lr == pytest.approx(full.train.lr * small.train.batch_size / full.train.batch_size)
     assert small.train.epochs == 3 and small.method_args["ce_epochs"] == 1  # 40 of 100 -> 1 of 3: stage 1 kept
     assert small.data.max_test == 10 and small.data.max_train == 12 and small.eval.max_steps == 1
-    assert small.method_args["steps"] == 1 and full.method_args.get("steps", 10) == 10
+    assert small.method_args["steps"] == tiny.TINY_TRAIN_ATTACK_STEPS and full.method_args.get("steps", 10) == 10
     nb = config.notebook_settings(name)
     assert nb["derma"]["arch"] == "vit_b16" and nb["derma"]["pretrained"] is True  # ViT-B/16 at 224 kept
     assert nb["irs"] == [10, 100] and nb["ce_epochs_grid"] == [0, 1, 2]
     assert config.profile_seeds(name) == [0]
+
+
+@pytest.mark.parametrize("profile", ["paper", "taet_notebook"])
+def test_every_method_accepts_the_tiny_settings_of_the_profile(fresh_profiles, profile):
+    """What the tiny pipeline trains must pass each method's own checks (GAIRAT needs >= 2 attack steps)."""
+    from lib.methods import METHODS
+    from lib.train import validate
+
+    name = tiny.prepare_profile(profile, tiny=True, data_dir=str(fresh_profiles / "empty"))
+    for method in METHODS:
+        validate(profile_config(name, method))
 
 
 def test_without_tiny_nothing_changes(fresh_profiles):

@@ -6,7 +6,8 @@ class-wise mean CE (see `lib.losses.hel_loss`); HEL alone, no extra CE term, as 
 Training attack as the official `HARL`: ε = 0.031, step 0.003, 10 steps, start x + 0.001·N(0,1).
 ``extra_clean_forward`` adds the official notebook's discarded train-mode forward on the clean batch before the
 stage branch (BatchNorm statistics only; `taet_notebook` profile).
-Under DDP (torchrun) the class means L_c are those of the global batch (all ranks), as on one process.
+`hel_scale` multiplies HEL (default 1: the official loss; the claims check's factorial tries 10, a CE-sized
+gradient). Under DDP (torchrun) the class means L_c are those of the global batch (all ranks), as on one process.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class TAET(Method):
         start: str = "normal"  # official: x + 0.001·N(0, 1)
         start_std: float = 0.001
         extra_clean_forward: bool = False  # official notebook: True (a discarded clean forward, BatchNorm stats only)
+        hel_scale: float = 1.0  # not in the paper: HEL times this factor (the factorial's loss-scale switch)
 
     def check(self, epochs: int) -> None:
         check_attack_args(self.args)
@@ -49,6 +51,8 @@ class TAET(Method):
             )
         if self.args.absent not in ABSENT_RULES:
             raise ConfigError(f"absent={self.args.absent!r} is not one of {list(ABSENT_RULES)}")
+        if not self.args.hel_scale > 0:
+            raise ConfigError(f"hel_scale={self.args.hel_scale} must be > 0 (1 = the official HEL)")
 
     def stage(self, epoch: int) -> str:
         return "clean" if epoch < self.args.ce_epochs else "adversarial"
@@ -64,4 +68,6 @@ class TAET(Method):
         per_sample = F.cross_entropy(logits, y, reduction="none")
         loss = hel_loss(per_sample, y, self.ctx.num_classes, self.args.alpha, self.args.beta, self.args.gamma,
                         absent=self.args.absent, distributed=self.ctx.distributed)
+        if self.args.hel_scale != 1.0:
+            loss = loss * self.args.hel_scale
         return StepOutput(loss, logits)

@@ -1,0 +1,469 @@
+"""The claims check: every claim of the TAET paper as a paired difference over seeds, with its interval and verdict.
+
+Each claim compares runs of the profile (same seed = paired: same data draw, initialisation and batch order) and
+states the paper's own number (CIFAR-10-LT, from its tables). Runs are read from the run cache (outputs/runs) and,
+where the cache lacks one, from the committed evidence `results/<profile>/<run name>/{config.json, eval.json,
+history.csv}`; when both hold a claim's runs, the row says whether your runs agree with the committed ones. Missing
+runs are trained only when asked (`train_missing`, `python -m lib claims --train`); otherwise a ConfigError names
+them and the command. `export_results` writes the evidence files (no checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import factorial, runs
+from .config import ConfigError, RunConfig, notebook_settings, profile_seeds
+from .profiles import profile_config
+from .stats import Summary, paired_difference, verdict
+from .tables import rarest_classes
+
+EVIDENCE_FILES = ("config.json", "eval.json", "history.csv")
+RESULTS_DIR = "results"
+
+# Per profile: does notebook 08 train the claims runs it lacks (cheap profiles: yes; fashion and paper read the
+# committed results/ and say what to train), and does it include the factorial (the demo leaves it out to stay short).
+PROFILE_SETTINGS = {"smoke": {"train_missing": True, "factorial": True},
+                    "demo": {"train_missing": True, "factorial": False}}
+DEFAULT_SETTINGS = {"train_missing": False, "factorial": True}
+
+
+def settings(profile: str) -> dict[str, bool]:
+    """Notebook 08's defaults for `profile`; a `--tiny` profile trains what it lacks (it is a check of the code)."""
+    from .tiny import TINY_SUFFIX
+
+    base = profile.removesuffix(TINY_SUFFIX)
+    out = {**DEFAULT_SETTINGS, **PROFILE_SETTINGS.get(base, {})}
+    if profile.endswith(TINY_SUFFIX):
+        out["train_missing"] = True
+    return out
+
+
+class MissingRunsError(ConfigError):
+    """Runs a claim needs are neither in the run cache nor in results/."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runs: a label -> (method, section overrides); each is trained for every seed of the profile.
+# ---------------------------------------------------------------------------------------------------------------
+def claim_runs(profile: str, factorial_cells: bool = True) -> dict[str, tuple[str, dict[str, dict]]]:
+    """Every run the claims (and the factorial) read, as {label: (method, {"data": ..., "method_args": ...})}."""
+    nb = notebook_settings(profile)
+    out: dict[str, tuple[str, dict[str, dict]]] = {
+        "ce": ("ce", {}), "taet": ("taet", {}), "atbsl": ("atbsl", {}), "at": ("at", {}),
+        "taet BCL only": ("taet", {"method_args": {"beta": 0.0, "gamma": 0.0}}),
+    }
+    for e in nb["ce_epochs_grid"]:
+        out[f"taet {e} clean epochs"] = ("taet", {"method_args": {"ce_epochs": e}})
+    for ir in nb["irs"]:
+        for m in ("taet", "atbsl"):
+            out[f"{m} IR {ir:g}"] = (m, {"data": {"imbalance_ratio": float(ir)}})
+    if factorial_cells:
+        for c in factorial.cells(profile):
+            out[c.label] = (c.method, {"method_args": dict(c.method_args)})
+    return out
+
+
+def run_configs(profile: str, labels, seeds, *, device: str = "cpu", out_dir: str = "outputs"
+                ) -> dict[tuple[str, int], RunConfig]:
+    """{(label, seed): the validated RunConfig} (`lib.experiments.run_config`: the notebooks' own configs)."""
+    from .experiments import run_config
+
+    specs = claim_runs(profile)
+    return {(lbl, s): run_config(profile, specs[lbl][0], device=device, out_dir=out_dir, train={"seed": s},
+                                 **specs[lbl][1]) for lbl in labels for s in seeds}
+
+
+AA_RUNS = ("taet", "atbsl")  # AutoAttack (where the profile runs it) only for the runs its claim reads: it is slow
+
+
+def _attacks(profile: str, label: str = "taet") -> list[str]:
+    """What a claims run is evaluated with: clean and PGD-20, plus AutoAttack for TAET and AT-BSL where the
+    profile's suite has it."""
+    have = profile_config(profile, "taet").eval.attacks
+    wanted = ("clean", "pgd20", "autoattack") if label in AA_RUNS else ("clean", "pgd20")
+    return [a for a in wanted if a in have]
+
+
+def _read_doc(folder: Path, cfg: RunConfig, attacks) -> dict[str, Any] | None:
+    """The run folder's eval document (with its history) if it is this config's and holds `attacks` as configured."""
+    from .evaluate import read_eval, result_is_current
+
+    try:
+        doc = read_eval(folder)
+    except ConfigError:
+        return None
+    if doc is None or doc.get("config_hash") != runs.config_hash(cfg):
+        return None
+    if not all(result_is_current(doc["results"].get(a), a, cfg.eval) for a in attacks):
+        return None
+    hist = folder / "history.csv"
+    return {**doc, "history": runs.read_csv(hist) if hist.exists() else [], "folder": str(folder)}
+
+
+def locate(cfg: RunConfig, attacks, profile: str, results_dir=RESULTS_DIR) -> tuple[dict | None, dict | None]:
+    """(the run from the cache, the run from results/<profile>/), each None where absent or out of date."""
+    name = runs.run_dir(cfg).name
+    return _read_doc(runs.run_dir(cfg), cfg, attacks), _read_doc(Path(results_dir) / profile / name, cfg, attacks)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The claims
+# ---------------------------------------------------------------------------------------------------------------
+def _bal(attack: str) -> Callable[[dict], float]:
+    return lambda doc: 100 * doc["results"][attack]["balanced"]
+
+
+def _train_seconds(doc: dict) -> float:
+    return sum(float(r["seconds"]) for r in doc["history"])
+
+
+def _tail_gain(docs: dict[str, dict]) -> float:
+    """(TAET − AT-BSL) on the three rarest classes' mean PGD-20 recall minus (TAET − AT-BSL) balanced."""
+    t, a = docs["taet"]["results"]["pgd20"], docs["atbsl"]["results"]["pgd20"]
+    tail = rarest_classes(docs["taet"]["protocol"]["train_counts"], 3)
+    tail_gain = sum((t["per_class"][c] or 0.0) - (a["per_class"][c] or 0.0) for c in tail) / len(tail)
+    return 100 * (tail_gain - (t["balanced"] - a["balanced"]))
+
+
+@dataclass
+class Claim:
+    """`value(docs)` gives one number per seed from {run label: eval doc of that seed}; the claim holds when it
+    lies on the `direction` side of `threshold` (points, or seconds for cost)."""
+
+    text: str  # the claim in one sentence, with its table / figure
+    paper: str  # the paper's number, cited
+    runs: tuple[str, ...]
+    value: Callable[[dict[str, dict]], float]
+    direction: int = +1
+    threshold: float = 0.0
+    unit: str = "points"
+
+
+def _diff(a: str, b: str, metric: Callable[[dict], float]) -> Callable[[dict[str, dict]], float]:
+    return lambda docs: metric(docs[a]) - metric(docs[b])
+
+
+def claims(profile: str) -> list[Claim]:
+    """The paper's claims, in its order (numbers from its Tables 1, 2, 4, 5 and Figs. 6-7, CIFAR-10-LT IR 10)."""
+    nb = notebook_settings(profile)
+    has_aa = "autoattack" in _attacks(profile)
+    ce = factorial.clean_epochs(profile)
+    pgd, clean = _bal("pgd20"), _bal("clean")
+    out = [
+        Claim("Table 1: TAET's balanced PGD-20 robustness is above AT-BSL's.", "35.15 − 26.86 = +8.29 (Table 1)",
+              ("taet", "atbsl"), _diff("taet", "atbsl", pgd)),
+    ]
+    if has_aa:
+        out.append(Claim("Table 1: TAET's balanced AutoAttack robustness is above AT-BSL's.",
+                         "30.57 − 25.26 = +5.31 (Table 1, torchattacks AA)", ("taet", "atbsl"),
+                         _diff("taet", "atbsl", _bal("autoattack"))))
+    out += [
+        Claim("Table 1: TAET's balanced PGD-20 robustness is above AT's.", "35.15 − 25.69 = +9.46 (Table 1)",
+              ("taet", "at"), _diff("taet", "at", pgd)),
+        Claim("Table 1: TAET's balanced clean accuracy is competitive (within 2 points of AT-BSL, or above).",
+              "74.67 − 72.74 = +1.93 (Table 1)", ("taet", "atbsl"), _diff("taet", "atbsl", clean), threshold=-2.0),
+        Claim("Table 2: TAET's PGD-20 gain over AT-BSL is larger on the three rarest classes than on average.",
+              "rarest three (horse, ship, truck) +11.16 vs balanced +8.29: +2.87 (Tables 1-2)",
+              ("taet", "atbsl"), _tail_gain),
+        Claim("Table 4 / Fig. 6b: HEL with all three terms beats BCL alone (balanced PGD-20).",
+              "all three terms best (Fig. 6b; no number in the text)", ("taet", "taet BCL only"),
+              _diff("taet", "taet BCL only", pgd)),
+        Claim("Fig. 6b / Sec. 6.3: the clean first stage raises balanced clean accuracy.",
+              "+7.19 (Sec. 6.3, 40 of 100 clean epochs vs none)", ("taet", "taet 0 clean epochs"),
+              _diff("taet", "taet 0 clean epochs", clean)),
+        Claim("Fig. 6b / Sec. 6.3: the clean first stage raises balanced PGD-20 robustness.",
+              "+1.04 under AA (Sec. 6.3)", ("taet", "taet 0 clean epochs"), _diff("taet", "taet 0 clean epochs", pgd)),
+    ]
+    paper_t5 = {10: "+8.29", 20: "+11.42", 50: "+8.48", 100: "+7.36"}
+    for ir in nb["irs"]:
+        t, a = f"taet IR {ir:g}", f"atbsl IR {ir:g}"
+        out.append(Claim(f"Table 5: TAET's balanced PGD-20 robustness is above AT-BSL's at IR {ir:g}.",
+                         f"{paper_t5.get(int(ir), 'not reported')} (Table 5)", (t, a), _diff(t, a, pgd)))
+    out.append(Claim("Fig. 6a: TAET trains faster than AT-BSL (training seconds per run, from the run files).",
+                     "TAET lowest time per epoch (Fig. 6a; no number)", ("taet", "atbsl"),
+                     _diff("taet", "atbsl", _train_seconds), direction=-1, unit="seconds"))
+    others = [e for e in nb["ce_epochs_grid"] if e != ce]
+    total = profile_config(profile, "taet").train.epochs
+    out.append(Claim(f"Fig. 7: a clean stage of about 40% ({ce} of {total} epochs here) gives the best balanced PGD-20 "
+                     "robustness (vs the best other length tried).", "40 of 100 best (Fig. 7; no number)",
+                     tuple(f"taet {e} clean epochs" for e in [ce] + others), None))  # value set in evaluate_claims
+    return out
+
+
+def _fig7_value(claim: Claim, per_seed: list[dict[str, dict]]) -> tuple[list[float], str]:
+    """40%'s PGD-20 minus that of the other length with the best mean over seeds (fixed across seeds: paired)."""
+    best, other = claim.runs[0], claim.runs[1:]
+    pgd = _bal("pgd20")
+    rival = max(other, key=lambda lbl: sum(pgd(d[lbl]) for d in per_seed))
+    return [pgd(d[best]) - pgd(d[rival]) for d in per_seed], rival
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gathering, checking, reporting
+# ---------------------------------------------------------------------------------------------------------------
+def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "outputs", results_dir=RESULTS_DIR,
+           train_missing: bool = False, workers: int = 1, factorial_cells: bool = True) -> dict[str, Any]:
+    """{"cache": {(label, seed): doc}, "results": {...}, "seeds": [...]}: every claims run, from the run cache and
+    from results/. Runs in neither are trained through `lib.sweep` when `train_missing`, else MissingRunsError."""
+    from .config import check_seeds
+
+    seeds = check_seeds(seeds if seeds is not None else profile_seeds(profile), f"claims check ({profile})")
+    labels = list(claim_runs(profile, factorial_cells))
+    cfgs = run_configs(profile, labels, seeds, device=device, out_dir=out_dir)
+    found = {k: locate(c, _attacks(profile, k[0]), profile, results_dir) for k, c in cfgs.items()}
+    missing = [k for k, (c, r) in found.items() if c is None and r is None]
+    if missing and not train_missing:
+        by_name: dict[str, list[str]] = {}
+        for lbl, s in missing:
+            by_name.setdefault(runs.run_dir(cfgs[(lbl, s)]).name, []).append(f"{lbl} (seed {s})")
+        names = "\n".join(f"  {name}: {', '.join(what)}" for name, what in by_name.items())
+        raise MissingRunsError(
+            f"the claims check needs {len(by_name)} run(s) that are neither in {Path(out_dir) / 'runs'} nor in "
+            f"{Path(results_dir) / profile}:\n{names}\nTrain them with `python -m lib claims --profile {profile} "
+            f"--train` (or set train_missing = True in notebook 08), or restore the committed {results_dir}/ folder")
+    if missing:
+        from .sweep import run_sweep
+
+        for spec in training_specs(profile, missing, device=device, out_dir=out_dir):
+            run_sweep(spec, executor="local", workers=workers)
+        found.update({k: locate(cfgs[k], _attacks(profile, k[0]), profile, results_dir) for k in missing})
+    return {"cache": {k: c for k, (c, _) in found.items() if c is not None},
+            "results": {k: r for k, (_, r) in found.items() if r is not None}, "seeds": seeds, "configs": cfgs}
+
+
+def training_specs(profile: str, keys, *, device: str = "cpu", out_dir: str = "outputs") -> list[dict[str, Any]]:
+    """The `lib.sweep` specs (one per attack list) that train and evaluate the claims runs `keys` ((label, seed))."""
+    specs = claim_runs(profile)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for lbl, s in keys:
+        groups.setdefault(tuple(_attacks(profile, lbl)), []).append({"method": specs[lbl][0], "seed": s,
+                                                                     **specs[lbl][1]})
+    return [{"profile": profile, "device": device, "out_dir": out_dir, "attacks": list(attacks),
+             "grid": {"run": grid}} for attacks, grid in groups.items()]
+
+
+def _values(claim: Claim, docs: dict, seeds) -> tuple[list[float], str] | None:
+    if not all((lbl, s) in docs for lbl in claim.runs for s in seeds):
+        return None
+    per_seed = [{lbl: docs[(lbl, s)] for lbl in claim.runs} for s in seeds]
+    if claim.value is None:
+        return _fig7_value(claim, per_seed)
+    return [claim.value(d) for d in per_seed], ""
+
+
+def _summary(values: list[float]) -> Summary:
+    return paired_difference(values, [0.0] * len(values))
+
+
+def evaluate_claims(profile: str, gathered: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per claim: the paper's number, the measured paired difference over seeds, n, verdict, source, and
+    (when the cache and results/ both hold its runs) whether your runs agree with the committed ones."""
+    seeds = gathered["seeds"]
+    merged = {**gathered["results"], **gathered["cache"]}
+    rows = []
+    for c in claims(profile):
+        got = _values(c, merged, seeds)
+        if got is None:
+            continue
+        vals, note = got
+        s = _summary(vals)
+        shifted = _summary([v - c.threshold for v in vals])
+        src = {("cache" if (lbl, x) in gathered["cache"] else "results") for lbl in c.runs for x in seeds}
+        row = {"claim": c.text + (f" (rival: {note})" if note else ""), "paper": c.paper,
+               "measured": _measured(s, c.unit), "n": s.n, "verdict": verdict(shifted, c.direction),
+               "source": {"cache": "your runs", "results": "results/"}.get(src.pop(), "") if len(src) == 1 else
+               "your runs + results/", "vs committed": _agreement(c, gathered, seeds),
+               "mean": s.mean, "low": s.low, "high": s.high}
+        rows.append(row)
+    return rows
+
+
+def _measured(s: Summary, unit: str) -> str:
+    u = " s" if unit == "seconds" else ""
+    if s.n < 2:
+        return f"{s.mean:+.1f}{u} (1 seed, no interval)"
+    return f"{s.mean:+.1f} ± {s.std:.1f}{u}, 95% CI [{s.low:+.1f}, {s.high:+.1f}]"
+
+
+def _agreement(c: Claim, gathered: dict[str, Any], seeds) -> str:
+    """Your runs' mean within the committed runs' interval ("agrees"), or not; "-" unless both hold every run."""
+    mine, theirs = _values(c, gathered["cache"], seeds), _values(c, gathered["results"], seeds)
+    if mine is None or theirs is None:
+        return "-"
+    if all(gathered["cache"][(lbl, s)]["folder"] == gathered["results"][(lbl, s)]["folder"]
+           for lbl in c.runs for s in seeds):
+        return "-"
+    m, t = _summary(mine[0]), _summary(theirs[0])
+    if t.n < 2 or math.isnan(t.low):
+        return f"yours {m.mean:+.1f} vs committed {t.mean:+.1f} (1 seed, no interval)"
+    ok = t.low <= m.mean <= t.high
+    return f"{'agrees' if ok else 'differs'}: yours {m.mean:+.1f}, committed CI [{t.low:+.1f}, {t.high:+.1f}]"
+
+
+TABLE_COLUMNS = ("claim", "paper", "measured", "n", "verdict", "source", "vs committed")
+
+
+def scale_label(profile: str) -> str:
+    """What the measurements are: data set, IR, train cap, ε, test set and protocol, seeds (for titles)."""
+    cfg = profile_config(profile, "taet")
+    d, n = cfg.data, len(profile_seeds(profile))
+    cap = f", train capped at {d.max_train:,}" if d.max_train else ""
+    test = f"{d.test_protocol} test set" + (f" of {d.max_test:,}" if d.max_test else "")
+    return (f"{profile} profile: {d.dataset}-LT IR {d.imbalance_ratio:g}{cap}, {cfg.model.arch}, "
+            f"{cfg.train.epochs} epochs, ε = {cfg.eval.eps * 255:g}/255, {test}; "
+            f"paired differences (points; seconds for cost) over {n} seed{'s' if n != 1 else ''}")
+
+
+def save_claims(rows: list[dict[str, Any]], profile: str, out_dir: str = "outputs", title: str = "") -> str:
+    """outputs/tables/claims.md and .csv (atomic); returns the markdown."""
+    from .tables import format_table
+
+    title = title or f"Claims check: the TAET paper's claims, {scale_label(profile)}"
+    header = list(TABLE_COLUMNS)
+    md = f"**{title}**\n\n" + format_table(header, [[str(r[k]) for k in header] for r in rows]) + "\n"
+    tables = Path(out_dir) / "tables"
+    runs.atomic_write_text(tables / "claims.md", md)
+    runs.atomic_write_csv(tables / "claims.csv", [{k: r[k] for k in (*header, "mean", "low", "high")} for r in rows])
+    return md
+
+
+def reading(rows: list[dict[str, Any]]) -> str:
+    """Which claims hold at this scale, which are contradicted, which the seeds cannot decide."""
+    by = {v: [r for r in rows if r["verdict"] == v] for v in ("supported", "contradicted", "inconclusive")}
+
+    def names(rs):
+        return "; ".join(r["claim"].rstrip(".") for r in rs)
+
+    n = min((r["n"] for r in rows), default=0)
+    text = [f"Of {len(rows)} claims at this scale (n = {n} seed{'s' if n != 1 else ''} per run): "
+            f"{len(by['supported'])} supported, {len(by['contradicted'])} contradicted, "
+            f"{len(by['inconclusive'])} inconclusive."]
+    if n < 2:
+        text.append("With one seed there is no interval, so no claim can be decided: every verdict is inconclusive.")
+    labels = {"supported": "Hold", "contradicted": "Do not hold",
+              "inconclusive": "Undecided (the interval includes the threshold)"}
+    for v, what in labels.items():
+        if by[v] and n >= 2:
+            text.append(f"**{what}:** {names(by[v])}.")
+    return "\n\n".join(text)
+
+
+def scale_reading(gathered: dict[str, Any], floor: float = 85.0) -> str:
+    """How well standard training (CE) learns at this scale: a model far below `floor` is under-trained."""
+    from .stats import summarize
+
+    merged = {**gathered["results"], **gathered["cache"]}
+    vals = [100 * merged[("ce", s)]["results"]["clean"]["balanced"] for s in gathered["seeds"] if ("ce", s) in merged]
+    if not vals:
+        return ""
+    s = summarize(vals)
+    spread = f" ± {s.std:.1f}" if s.n > 1 else " (1 seed)"
+    verdict_ = "at or above" if s.mean >= floor else "below"
+    return (f"Scale: standard training (CE) reaches {s.mean:.1f}{spread}% balanced clean accuracy here, {verdict_} "
+            f"the {floor:g}% a model that is not under-trained should reach on this data.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The factorial, from the same gathered runs
+# ---------------------------------------------------------------------------------------------------------------
+def factorial_effects(profile: str, gathered: dict[str, Any]) -> dict[str, dict[str, Summary]]:
+    """{"PGD-20": effects, "Clean": effects} (lib.factorial.effects) from the gathered factorial cells."""
+    merged = {**gathered["results"], **gathered["cache"]}
+    seeds = gathered["seeds"]
+    out = {}
+    for name, attack in (("PGD-20", "pgd20"), ("Clean", "clean")):
+        values = {c.label: [100 * merged[(c.label, s)]["results"][attack]["balanced"] for s in seeds]
+                  for c in factorial.cells(profile)}
+        out[name] = factorial.effects(values, profile)
+    return out
+
+
+def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: int, out_dir: str = "outputs") -> str:
+    from .tables import format_table
+
+    header, rows = factorial.effects_rows(by_metric)
+    md = (f"**Factorial: why TAET trails AT-BSL, effects on balanced clean accuracy and PGD-20 robustness "
+          f"({scale_label(profile).split(';')[0]}; points, n = {n} seed{'s' if n != 1 else ''})**\n\n"
+          + format_table(header, rows) + "\n")
+    tables = Path(out_dir) / "tables"
+    runs.atomic_write_text(tables / "factorial.md", md)
+    runs.atomic_write_csv(tables / "factorial.csv", [dict(zip(header, r)) for r in rows])
+    return md
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Evidence files
+# ---------------------------------------------------------------------------------------------------------------
+def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_DIR) -> list[Path]:
+    """Copy config.json, eval.json and history.csv (no checkpoint) of every claims run in the cache to
+    results/<profile>/<run name>/; returns the folders written."""
+    written = []
+    for src in sorted({Path(doc["folder"]) for doc in gathered["cache"].values()}):
+        dest = Path(results_dir) / profile / src.name
+        if dest.resolve() == src.resolve():
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in EVIDENCE_FILES:
+            if (src / f).exists():
+                runs.atomic_write_text(dest / f, (src / f).read_text())
+        written.append(dest)
+    return written
+
+
+def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, device: str = "cpu",
+          train_missing: bool = False, workers: int = 1, factorial_cells: bool = True) -> dict[str, Any]:
+    """Gather the runs, write outputs/tables/claims.{md,csv} (and factorial.{md,csv}); return the pieces the
+    notebook shows."""
+    g = gather(profile, device=device, out_dir=out_dir, results_dir=results_dir, train_missing=train_missing,
+               workers=workers, factorial_cells=factorial_cells)
+    rows = evaluate_claims(profile, g)
+    out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir),
+           "reading": scale_reading(g) + "\n\n" + reading(rows)}
+    if factorial_cells:
+        eff = factorial_effects(profile, g)
+        out.update(factorial=eff, factorial_md=save_factorial(eff, profile, len(g["seeds"]), out_dir),
+                   factorial_reading=factorial.reading(eff["PGD-20"], eff["Clean"]))
+    return out
+
+
+def add_cli(sub, fmt) -> None:
+    """`python -m lib claims`: the claims check from the command line."""
+    c = sub.add_parser("claims", formatter_class=fmt,
+                       help="the claims check: paired differences over seeds, intervals, verdicts",
+                       description="Reads the claims runs from the run cache, else from results/<profile>/; "
+                                   "writes outputs/tables/claims.md|csv and factorial.md|csv.")
+    from .config import PROFILES
+
+    c.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="settings profile (default: demo)")
+    c.add_argument("--out-dir", default="outputs", help="outputs folder holding runs/ (default: outputs)")
+    c.add_argument("--results-dir", default=RESULTS_DIR, help="committed evidence folder (default: results)")
+    c.add_argument("--device", default="auto", help="auto, cpu or cuda, for --train (default: auto)")
+    c.add_argument("--train", action="store_true", help="train the missing runs through lib.sweep (default: off)")
+    c.add_argument("--workers", type=int, default=1, help="parallel training processes for --train (default: 1)")
+    c.add_argument("--no-factorial", action="store_true", help="leave out the factorial's cells (default: in)")
+    c.add_argument("--export", action="store_true",
+                   help="copy the runs' config.json, eval.json, history.csv to results/<profile>/ (default: off)")
+    c.set_defaults(func=_cmd)
+
+
+def _cmd(a) -> int:
+    res = check(a.profile, out_dir=a.out_dir, results_dir=a.results_dir, device=a.device, train_missing=a.train,
+                workers=a.workers, factorial_cells=not a.no_factorial)
+    print(res["claims_md"])
+    print(res["reading"])
+    if "factorial_md" in res:
+        print(res["factorial_md"])
+        print(res["factorial_reading"])
+    if a.export:
+        written = export_results(a.profile, res["gathered"], a.results_dir)
+        print(f"exported {len(written)} run(s) to {Path(a.results_dir) / a.profile}")
+    return 0
+
+
+__all__ = ["MissingRunsError", "claim_runs", "claims", "gather", "evaluate_claims", "save_claims", "reading",
+           "factorial_effects", "export_results", "check"]

@@ -1,0 +1,139 @@
+"""The factorial "why": which of TAET's three departures from AT-BSL explains the gap between them.
+
+TAET differs from AT-BSL in (a) its training attack (official ε 0.031, step 0.003, start x + 0.001·N(0,1), against
+AT-BSL's 8/255, 2/255), (b) its loss scale (HEL with α = β = γ = 0.1 is about a tenth of a CE-sized gradient) and (c)
+its clean first stage. The grid is 2 × 2 × 2 over TAET (attack {TAET's, AT-BSL's} × `hel_scale` {1, 10} × stage 1
+{the profile's clean epochs, none}) plus AT-BSL, AT-BSL with TAET's attack (the official TAET repository's AT-BSL
+baseline) and AT-BSL with TAET's clean stage, every cell over the same seeds. A factor's main effect is, per seed,
+the mean of its four paired differences (level "AT-BSL-like" minus level "TAET", the other two factors held), then
+summarised over seeds with `lib.stats` (paired: same seed = same data, initialisation and batch order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+from .config import ConfigError
+from .profiles import profile_config
+from .stats import Summary, paired_difference, summarize
+
+ATTACK_FIELDS = ("eps", "step_size", "steps", "start", "start_std")
+
+# Each factor: (name, TAET's level, the AT-BSL-like level). Main effects are "AT-BSL-like minus TAET".
+FACTORS = (("attack", "TAET's", "AT-BSL's"), ("hel_scale", 1.0, 10.0), ("stage1", "clean", "none"))
+FACTOR_TEXT = {"attack": "training attack (TAET's → AT-BSL's)", "hel_scale": "HEL scale (×1 → ×10)",
+               "stage1": "clean first stage (kept → removed)"}
+
+
+def attack_args(method: str, profile: str) -> dict[str, Any]:
+    """`method`'s training-attack arguments in `profile` (ε, step, steps, start rule; scaled as the profile
+    scales attacks): give them to another method to train it with this attack."""
+    from .methods import resolve_method_args
+
+    args = resolve_method_args(method, profile_config(profile, method).method_args, strict=False)
+    return {k: args[k] for k in ATTACK_FIELDS}
+
+
+def clean_epochs(profile: str) -> int:
+    """TAET's stage-1 length in `profile` (paper: 40 of 100 epochs)."""
+    return int(profile_config(profile, "taet").method_args.get("ce_epochs", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    label: str
+    method: str
+    method_args: dict[str, Any]
+    levels: tuple | None = None  # (attack, hel_scale, stage1) for the 2 × 2 × 2 TAET cells, else None
+
+
+def cells(profile: str) -> list[Cell]:
+    """The 8 TAET cells (TAET's own setting first) and the three AT-BSL cells, with their method arguments."""
+    atbsl_attack, taet_attack, ce = attack_args("atbsl", profile), attack_args("taet", profile), clean_epochs(profile)
+    out = []
+    for attack, hel, stage in itertools.product(*[(lo, hi) for _, lo, hi in FACTORS]):
+        args: dict[str, Any] = {"ce_epochs": ce if stage == "clean" else 0}
+        if attack == "AT-BSL's":
+            args.update(atbsl_attack)
+        if hel != 1.0:
+            args["hel_scale"] = hel
+        label = f"TAET · {attack} attack · HEL ×{hel:g} · stage 1 {f'{ce} clean' if stage == 'clean' else 'none'}"
+        out.append(Cell(label, "taet", args, (attack, hel, stage)))
+    out += [Cell("AT-BSL", "atbsl", {}),
+            Cell("AT-BSL · TAET's attack", "atbsl", dict(taet_attack)),
+            Cell(f"AT-BSL · stage 1 {ce} clean", "atbsl", {"clean_epochs": ce})]
+    return out
+
+
+def main_effects(table: dict[tuple, list[float]], confidence: float = 0.95) -> dict[str, Summary]:
+    """{factor: Summary of its main effect} from {(attack, hel_scale, stage1): [value per seed]} over all 8 cells.
+
+    Per seed: mean over the four cells at the factor's AT-BSL-like level minus the mean over the four at TAET's."""
+    keys = list(itertools.product(*[(lo, hi) for _, lo, hi in FACTORS]))
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise ConfigError(f"the 2 × 2 × 2 table lacks the cell(s) {missing}; train every cell for the same seeds")
+    sizes = {len(table[k]) for k in keys}
+    if len(sizes) != 1:
+        raise ConfigError(f"every cell needs one value per seed, for the same seeds: got {sorted(sizes)} values")
+    n = sizes.pop()
+    out = {}
+    for i, (name, lo, hi) in enumerate(FACTORS):
+        high, low = [k for k in keys if k[i] == hi], [k for k in keys if k[i] == lo]
+        per_seed = [sum(table[k][s] for k in high) / 4 - sum(table[k][s] for k in low) / 4 for s in range(n)]
+        out[name] = summarize(per_seed, confidence)
+    return out
+
+
+def effects(values: dict[str, list[float]], profile: str) -> dict[str, Summary]:
+    """Every effect on one metric from {cell label: [value per seed]}: the AT-BSL − TAET gap, the three main
+    effects, and AT-BSL's two single changes (each minus AT-BSL)."""
+    cs = cells(profile)
+    table = {c.levels: values[c.label] for c in cs if c.levels is not None}
+    out = {"gap: AT-BSL − TAET": paired_difference(values["AT-BSL"], values[cs[0].label])}
+    out.update({f"main effect: {FACTOR_TEXT[k]}": s for k, s in main_effects(table).items()})
+    for c in cs[-2:]:
+        out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
+    return out
+
+
+def cell(s: Summary) -> str:
+    """'m ± s [lo, hi]', or 'm (1 seed, no interval)'."""
+    return s.format(1) if s.n > 1 else f"{s.mean:.1f} (1 seed, no interval)"
+
+
+def effects_rows(by_metric: dict[str, dict[str, Summary]]) -> tuple[list[str], list[list[str]]]:
+    """One row per effect, one column per metric (e.g. {"PGD-20": effects(...), "Clean": effects(...)})."""
+    first = next(iter(by_metric.values()))
+    header = ["effect (points)"] + [f"{m}: mean ± std [95% CI]" for m in by_metric] + ["n"]
+    rows = [[k] + [cell(by_metric[m][k]) for m in by_metric] + [str(first[k].n)] for k in first]
+    return header, rows
+
+
+def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) -> str:
+    """Which factor explains the gap on PGD-20: those whose main effect's interval excludes 0 and points the way of
+    the gap, largest first, with the share of the gap; "none conclusively" when no interval excludes 0."""
+    gap = pgd["gap: AT-BSL − TAET"]
+    mains = {k: s for k, s in pgd.items() if k.startswith("main effect: ")}
+    sign = 1 if gap.mean >= 0 else -1
+    found = sorted(((s.mean, k) for k, s in mains.items()
+                    if s.n > 1 and (s.low > 0 if sign > 0 else s.high < 0)), reverse=sign > 0)
+    n = gap.n
+    head = (f"AT-BSL − TAET on balanced PGD-20: {gap.format(1)} points (n = {n}"
+            f"{', 1 seed, no interval' if n < 2 else ''}).")
+    if n < 2:
+        return head + " With one seed no factor can be named: every effect is inconclusive."
+    if not found:
+        return head + " Which factor explains it: **none conclusively** (every main effect's interval includes 0)."
+    parts = []
+    for mean, k in found:
+        share = f", {100 * mean / gap.mean:.0f}% of the gap" if gap.mean != 0 else ""
+        parts.append(f"{k[len('main effect: '):]} ({mean:+.1f} points{share})")
+    text = head + " Factors whose main effect moves robustness the way of the gap, interval excluding 0: " + \
+        "; ".join(parts) + "."
+    if clean is not None:
+        costs = [f"{k[len('main effect: '):]} {clean[k].format(1)}" for _, k in found if k in clean]
+        text += " Their effect on balanced clean accuracy: " + "; ".join(costs) + "."
+    return text

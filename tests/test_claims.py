@@ -1,0 +1,205 @@
+"""The claims check from hand-made eval documents: verdicts, intervals (t(2, 0.975) = 4.302653), one seed, missing
+runs, the results/ fallback, agreement with committed runs, and the evidence export."""
+
+import json
+import math
+
+import pytest
+
+from lib import claims, runs
+from lib.attacks import describe_attack
+
+SEEDS = [0, 1, 2]
+
+
+def doc(pgd, clean=80.0, tail=None, seconds=10.0, counts=(50, 30, 20, 10, 5)):
+    """An eval document (values in %) with per-class PGD-20 recall `tail` (default: flat) and a history."""
+    per_class = [v / 100 for v in (tail or [pgd] * len(counts))]
+    return {"results": {"pgd20": {"balanced": pgd / 100, "per_class": per_class},
+                        "clean": {"balanced": clean / 100, "per_class": [clean / 100] * len(counts)}},
+            "protocol": {"train_counts": list(counts)}, "history": [{"seconds": seconds}], "folder": "x"}
+
+
+def gathered(per_label, seeds=SEEDS, source="cache"):
+    docs = {(lbl, s): d for lbl, ds in per_label.items() for s, d in zip(seeds, ds)}
+    return {"cache": docs if source == "cache" else {}, "results": docs if source == "results" else {},
+            "seeds": seeds}
+
+
+def rows_by_start(rows):
+    return {r["claim"][:60]: r for r in rows}
+
+
+def find(rows, text):
+    hit = [r for r in rows if text in r["claim"]]
+    assert len(hit) == 1, (text, [r["claim"] for r in rows])
+    return hit[0]
+
+
+def test_a_supported_a_contradicted_and_an_inconclusive_claim():
+    g = gathered({
+        "taet": [doc(60, clean=70), doc(62, clean=73), doc(64, clean=69)],
+        "atbsl": [doc(50, clean=72), doc(50, clean=72), doc(50, clean=72)],
+        "at": [doc(70), doc(71), doc(75)],
+    })
+    rows = claims.evaluate_claims("fashion", g)
+    above_atbsl = find(rows, "above AT-BSL's.")
+    assert above_atbsl["verdict"] == "supported" and above_atbsl["n"] == 3
+    half = 4.302653 * 2 / math.sqrt(3)  # differences 10, 12, 14: mean 12, std 2
+    assert (above_atbsl["low"], above_atbsl["high"]) == (pytest.approx(12 - half, abs=1e-4),
+                                                         pytest.approx(12 + half, abs=1e-4))
+    assert above_atbsl["measured"] == f"+12.0 ± 2.0, 95% CI [{12 - half:+.1f}, {12 + half:+.1f}]"
+    assert above_atbsl["paper"].startswith("35.15 − 26.86")
+    assert find(rows, "above AT's")["verdict"] == "contradicted"  # −10, −9, −11
+    # clean: −2, +1, −3 around the claim's threshold of −2 points: the interval straddles it
+    assert find(rows, "competitive")["verdict"] == "inconclusive"
+    # the cost claim (direction −1): equal times -> a zero-width interval at 0, not below it
+    assert find(rows, "trains faster")["verdict"] == "inconclusive"
+    assert all(r["source"] == "your runs" and r["vs committed"] == "-" for r in rows)
+    # claims whose runs were not gathered (IR sweep, ablations) have no row
+    assert not [r for r in rows if "IR 20" in r["claim"]]
+
+
+def test_the_tail_claim_compares_the_rarest_three_classes_with_the_balanced_gain():
+    # class counts (50, 30, 20, 10, 5): the rarest three are classes 4, 3, 2
+    t = [doc(60, tail=[50, 50, 70, 70, 70]) for _ in SEEDS]  # balanced 60 (as given), tail mean 70
+    a = [doc(55, tail=[55, 55, 55, 55, 55]) for _ in SEEDS]
+    t[1] = doc(60, tail=[50, 50, 72, 70, 70])
+    t[2] = doc(60, tail=[50, 50, 68, 70, 70])
+    rows = claims.evaluate_claims("fashion", gathered({"taet": t, "atbsl": a, "at": a}))
+    r = find(rows, "three rarest")
+    # per seed: (70 − 55) − (60 − 55) = 10, then 10.67, 9.33
+    assert r["mean"] == pytest.approx(10.0) and r["verdict"] == "supported"
+
+
+def test_one_seed_says_no_interval_and_is_inconclusive():
+    g = gathered({"taet": [doc(90)], "atbsl": [doc(10)], "at": [doc(10)]}, seeds=[0])
+    rows = claims.evaluate_claims("fashion", g)
+    r = find(rows, "above AT-BSL's.")
+    assert r["measured"] == "+80.0 (1 seed, no interval)" and r["verdict"] == "inconclusive" and r["n"] == 1
+    assert all(r["verdict"] == "inconclusive" for r in rows)
+    assert "With one seed there is no interval" in claims.reading(rows)
+
+
+def test_reading_and_table_files(tmp_path):
+    g = gathered({"taet": [doc(60), doc(62), doc(64)], "atbsl": [doc(50)] * 3, "at": [doc(70), doc(71), doc(75)]})
+    rows = claims.evaluate_claims("fashion", g)
+    md = claims.save_claims(rows, "fashion", out_dir=str(tmp_path))
+    assert "| claim" in md and "95% CI" in md
+    csv_rows = runs.read_csv(tmp_path / "tables" / "claims.csv")
+    assert len(csv_rows) == len(rows) and {"verdict", "low", "high", "n"} <= set(csv_rows[0])
+    text = claims.reading(rows)
+    assert "supported" in text and "**Hold:** Table 1: TAET's balanced PGD-20 robustness is above AT-BSL's" in text
+    assert "**Do not hold:** Table 1: TAET's balanced PGD-20 robustness is above AT's" in text
+
+
+def test_missing_runs_are_named_with_the_command_to_train_them(tmp_path):
+    with pytest.raises(claims.MissingRunsError) as err:
+        claims.gather("smoke", out_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"))
+    msg = str(err.value)
+    assert "python -m lib claims --profile smoke --train" in msg
+    assert "taet-digits-ir10-small_cnn-e2-s1-" in msg and "BCL only (seed 1)" in msg
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+
+
+def _write_run(folder, cfg, values, attacks=("clean", "pgd20")):
+    """A run folder as the kit writes it (config.json, eval.json, history.csv), with made-up results."""
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.write_config(folder, cfg)
+    results = {a: {"balanced": values[a] / 100, "accuracy": values[a] / 100, "n": 200,
+                   "per_class": [values[a] / 100] * 10, "settings": describe_attack(a, cfg.eval), "seed": cfg.eval.seed}
+               for a in attacks}
+    (folder / "eval.json").write_text(json.dumps({"config_hash": runs.config_hash(cfg), "results": results,
+                                                   "protocol": {"train_counts": [100 - 9 * c for c in range(10)]}}))
+    runs.atomic_write_csv(folder / "history.csv", [{"epoch": 0, "seconds": values.get("seconds", 1.0)}])
+
+
+def _fake_all(tmp_path, root, shift=0.0):
+    """Every claims run of the smoke profile, with TAET 10 points above everything else in PGD-20 (plus noise)."""
+    labels = list(claims.claim_runs("smoke"))
+    cfgs = claims.run_configs("smoke", labels, [0, 1], device="cpu", out_dir=str(tmp_path / "out"))
+    for (lbl, s), cfg in cfgs.items():
+        pgd = 40.0 + s + shift + (10.0 if cfg.method == "taet" else 0.0) + (0.5 * s if lbl == "taet" else 0.0)
+        _write_run(root(cfg), cfg, {"clean": 80.0 + s, "pgd20": pgd})
+    return cfgs
+
+
+def test_results_folder_stands_in_for_an_empty_cache_and_agreement_is_reported(tmp_path):
+    res_dir = tmp_path / "results"
+    _fake_all(tmp_path, lambda cfg: res_dir / "smoke" / runs.run_dir(cfg).name)
+    out = claims.check("smoke", out_dir=str(tmp_path / "out"), results_dir=str(res_dir))
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained: every run came from results/
+    assert all(r["source"] == "results/" and r["vs committed"] == "-" for r in out["rows"])
+    assert find(out["rows"], "above AT's")["verdict"] == "supported"
+    assert out["reading"].startswith("Scale: standard training (CE) reaches 80.5 ± 0.7% balanced clean accuracy here, "
+                                     "below the 85%")
+    assert (tmp_path / "out" / "tables" / "claims.md").exists() and "gap: AT-BSL − TAET" in out["factorial_md"]
+    # the user's own runs in the cache: read first, and compared with the committed ones
+    _fake_all(tmp_path, runs.run_dir, shift=0.0)
+    out = claims.check("smoke", out_dir=str(tmp_path / "out"), results_dir=str(res_dir))
+    r = find(out["rows"], "above AT's")
+    assert r["source"] == "your runs" and r["vs committed"].startswith("agrees")
+    _fake_all(tmp_path, runs.run_dir, shift=0.0)
+    for cfg in claims.run_configs("smoke", ["at"], [0, 1], device="cpu", out_dir=str(tmp_path / "out")).values():
+        _write_run(runs.run_dir(cfg), cfg, {"clean": 80.0, "pgd20": 90.0})  # your AT now beats TAET
+    r = find(claims.check("smoke", out_dir=str(tmp_path / "out"), results_dir=str(res_dir))["rows"], "above AT's")
+    assert r["vs committed"].startswith("differs") and r["verdict"] == "contradicted"
+
+
+def test_export_writes_the_evidence_files_without_checkpoints(tmp_path):
+    cfgs = _fake_all(tmp_path, runs.run_dir)
+    for cfg in cfgs.values():
+        (runs.run_dir(cfg) / "checkpoint.pt").write_bytes(b"weights")
+    g = claims.gather("smoke", out_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"))
+    written = claims.export_results("smoke", g, tmp_path / "results")
+    assert len(written) == len({runs.run_dir(c).name for c in cfgs.values()})
+    for folder in written:
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "eval.json", "history.csv"]
+    # the exported folder alone rebuilds the same table
+    before = claims.evaluate_claims("smoke", g)
+    import shutil
+
+    shutil.rmtree(tmp_path / "out" / "runs")
+    after = claims.evaluate_claims("smoke", claims.gather("smoke", out_dir=str(tmp_path / "out"),
+                                                          results_dir=str(tmp_path / "results")))
+    assert [(r["claim"], r["measured"], r["verdict"]) for r in after] == [
+        (r["claim"], r["measured"], r["verdict"]) for r in before]
+
+
+def test_training_the_missing_runs_goes_through_lib_sweep_with_the_claims_own_configs(tmp_path):
+    from lib import sweep
+
+    keys = [(lbl, s) for lbl in claims.claim_runs("smoke") for s in (0, 1)]
+    (spec,) = claims.training_specs("smoke", keys, device="cpu", out_dir=str(tmp_path))
+    cfgs = claims.run_configs("smoke", list(claims.claim_runs("smoke")), [0, 1], device="cpu", out_dir=str(tmp_path))
+    points = sweep.expand_points(spec)
+    assert [runs.run_dir(c) for _, c in points] == [runs.run_dir(cfgs[k]) for k in keys]
+    assert spec["attacks"] == ["clean", "pgd20"]
+    # where the profile runs AutoAttack, only TAET and AT-BSL (the AA claim's runs) are evaluated with it
+    specs = claims.training_specs("paper", [("taet", 0), ("at", 0), ("atbsl", 0)])
+    assert sorted((s["attacks"], len(s["grid"]["run"])) for s in specs) == [(["clean", "pgd20"], 1),
+                                                                         (["clean", "pgd20", "autoattack"], 2)]
+
+
+def test_notebook_08_runs_from_results_alone(tmp_path):
+    """`pipeline --only 08` with an empty run cache: the claims table and the factorial come from results/."""
+    from lib.pipeline import NOTEBOOK_DIR, run_notebook
+
+    res_dir = tmp_path / "results"
+    _fake_all(tmp_path, lambda cfg: res_dir / "smoke" / runs.run_dir(cfg).name)
+    out = tmp_path / "out"
+    run_notebook(NOTEBOOK_DIR / "08_claims_check.ipynb", out, {"profile": "smoke", "device": "cpu",
+                 "out_dir": str(out), "results_dir": str(res_dir)}, html_export=False)
+    assert not (out / "runs").exists()
+    rows = runs.read_csv(out / "tables" / "claims.csv")
+    assert rows and all(r["source"] == "results/" and r["n"] == "2" for r in rows)
+    assert all("95% CI" in r["measured"] for r in rows)
+    text = (out / "notebooks" / "08_claims_check.ipynb").read_text()
+    assert "gap: AT-BSL" in text and "claims at this scale" in text
+
+
+def test_which_profiles_train_missing_runs_in_notebook_08():
+    assert claims.settings("smoke") == {"train_missing": True, "factorial": True}
+    assert claims.settings("demo") == {"train_missing": True, "factorial": False}
+    assert claims.settings("fashion") == {"train_missing": False, "factorial": True}
+    assert claims.settings("paper-tiny") == {"train_missing": True, "factorial": True}

@@ -1,0 +1,149 @@
+"""The factorial's method switches (hel_scale, AT-BSL's clean_epochs, the attack helper), their hashes, and the
+main effects from a hand-made 2 × 2 × 2 table (t(2, 0.975) = 4.302653)."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib import factorial, runs
+from lib.config import EPS_8, ConfigError
+from lib.profiles import profile_config
+from lib.methods import MethodContext, build_method
+from lib.train import validate
+
+# Hashes of today's runs, computed before these switches existed (fp32, CPU): they must not move.
+TODAY = {("smoke", "taet", ()): "acdc6db661ba9ca7", ("smoke", "atbsl", ()): "ced2799cb0f1d384",
+         ("fashion", "taet", ()): "9bb15ca3c5067d4c", ("fashion", "atbsl", ()): "e43f54e92d41c609",
+         ("fashion", "taet", (("ce_epochs", 0),)): "7fdfe7c9980a1a13"}
+
+
+def _hash(profile, method, args=()):
+    c = profile_config(profile, method)
+    c = replace(c, method_args={**c.method_args, **dict(args)}, train=replace(c.train, amp="off", device="cpu"))
+    return runs.config_hash(validate(c))
+
+
+@pytest.mark.parametrize("key", sorted(TODAY))
+def test_default_configs_keep_todays_hashes(key):
+    assert _hash(*key) == TODAY[key]
+
+
+def test_the_new_switches_enter_the_hash_only_away_from_their_neutral_value():
+    assert _hash("smoke", "taet", {"hel_scale": 1.0}) == TODAY[("smoke", "taet", ())]
+    assert _hash("smoke", "taet", {"hel_scale": 10.0}) != TODAY[("smoke", "taet", ())]
+    assert _hash("smoke", "atbsl", {"clean_epochs": 0}) == TODAY[("smoke", "atbsl", ())]
+    assert _hash("smoke", "atbsl", {"clean_epochs": 1}) != TODAY[("smoke", "atbsl", ())]
+    # AT-BSL's neutral clean_epochs = 0 is method-qualified: TAET's ce_epochs = 0 (no stage 1) keeps its own hash
+    assert ("method_args", "clean_epochs", "atbsl") in runs.HASH_NEUTRAL
+    assert _hash("fashion", "taet", {"ce_epochs": 0}) != _hash("fashion", "taet")
+
+
+def _ctx():
+    return MethodContext(num_classes=3, class_counts=[10, 5, 2], epochs=4, device=torch.device("cpu"))
+
+
+def test_hel_scale_multiplies_taets_stage2_loss():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(12, 1, 4, 4), torch.tensor([0, 1, 2] * 4)
+    losses = []
+    for scale in (1.0, 10.0):
+        m = build_method("taet", {"ce_epochs": 1, "hel_scale": scale}, _ctx())
+        losses.append(m.step(model, x, y, epoch=2, generator=torch.Generator().manual_seed(3)).loss.item())
+    assert losses[1] == pytest.approx(10 * losses[0], rel=1e-5)
+    with pytest.raises(ConfigError, match="hel_scale"):
+        build_method("taet", {"hel_scale": 0.0, "ce_epochs": 1}, _ctx())
+
+
+def test_atbsl_clean_epochs_trains_clean_ce_first_then_its_own_loss():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    m = build_method("atbsl", {"clean_epochs": 2}, _ctx())
+    assert [m.stage(e) for e in range(4)] == ["clean", "clean", "adversarial", "adversarial"]
+    out = m.step(model, x, y, epoch=0, generator=None)
+    assert out.loss.item() == pytest.approx(F.cross_entropy(model(x), y).item())
+    assert build_method("atbsl", {}, _ctx()).stage(0) == "adversarial"  # default: official AT-BSL
+    with pytest.raises(ConfigError, match="clean_epochs=5"):
+        build_method("atbsl", {"clean_epochs": 5}, _ctx())
+
+
+def test_attack_helper_gives_atbsls_attack_scaled_by_the_profile():
+    a = factorial.attack_args("atbsl", "smoke")
+    assert a == {"eps": EPS_8, "step_size": 2 / 255, "steps": 10, "start": "normal", "start_std": 0.001}
+    t = factorial.attack_args("taet", "smoke")
+    assert (t["eps"], t["step_size"]) == (0.031, 0.003)
+    assert factorial.attack_args("atbsl", "demo")["eps"] == pytest.approx(4 * EPS_8)  # the demo's attack_scale
+
+
+def test_the_grid_has_eight_taet_cells_and_three_atbsl_cells():
+    cs = factorial.cells("fashion")
+    assert len(cs) == 11 and [c.method for c in cs] == ["taet"] * 8 + ["atbsl"] * 3
+    assert cs[0].levels == ("TAET's", 1.0, "clean") and cs[0].method_args == {"ce_epochs": 8}
+    last = cs[7]
+    assert last.levels == ("AT-BSL's", 10.0, "none")
+    assert last.method_args == {"ce_epochs": 0, "hel_scale": 10.0, **factorial.attack_args("atbsl", "fashion")}
+    assert cs[-1].method_args == {"clean_epochs": 8}
+    assert cs[-2].method_args == factorial.attack_args("taet", "fashion")
+
+
+def _table(attack_fx, hel_fx, stage_fx, base=(50.0, 52.0, 49.0)):
+    """Cells = base per seed + each factor's per-seed effect at its AT-BSL-like level (no interactions)."""
+    out = {}
+    for a in ("TAET's", "AT-BSL's"):
+        for h in (1.0, 10.0):
+            for st in ("clean", "none"):
+                out[(a, h, st)] = [b + (a == "AT-BSL's") * fa + (h == 10.0) * fh + (st == "none") * fs
+                                   for b, fa, fh, fs in zip(base, attack_fx, hel_fx, stage_fx)]
+    return out
+
+
+def test_main_effects_from_a_hand_made_table():
+    eff = factorial.main_effects(_table([3.0, 5.0, 4.0], [1.0, -1.0, 0.5], [0.0, 0.0, 0.0]))
+    half = 4.302653 * 1.0 / math.sqrt(3)  # std of (3, 5, 4) is 1
+    a = eff["attack"]
+    assert (a.mean, a.std, a.n) == (pytest.approx(4.0), pytest.approx(1.0), 3)
+    assert (a.low, a.high) == (pytest.approx(4 - half, abs=1e-5), pytest.approx(4 + half, abs=1e-5))
+    assert eff["hel_scale"].mean == pytest.approx(1 / 6) and eff["hel_scale"].low < 0 < eff["hel_scale"].high
+    assert eff["stage1"].mean == pytest.approx(0.0) and eff["stage1"].std == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="lacks the cell"):
+        factorial.main_effects({k: v for k, v in list(_table([1] * 3, [1] * 3, [1] * 3).items())[:7]})
+
+
+def _values(profile, attack_fx, hel_fx, atbsl):
+    tab = _table(attack_fx, hel_fx, [0.2, -0.3, 0.1])
+    vals = {c.label: tab[c.levels] for c in factorial.cells(profile) if c.levels}
+    vals.update({"AT-BSL": atbsl, "AT-BSL · TAET's attack": [50.0, 52.0, 49.0], "AT-BSL · stage 1 8 clean": atbsl})
+    return vals
+
+
+def test_reading_names_the_factor_whose_interval_excludes_zero():
+    vals = _values("fashion", [3.0, 5.0, 4.0], [1.0, -1.0, 0.5], atbsl=[56.0, 58.5, 55.0])
+    eff = factorial.effects(vals, "fashion")
+    gap = eff["gap: AT-BSL − TAET"]
+    assert gap.mean == pytest.approx(18.5 / 3)  # 56 − 50, 58.5 − 52, 55 − 49
+    text = factorial.reading(eff, eff)
+    assert "training attack" in text and "HEL scale" not in text.split("interval excluding 0")[1]
+    header, rows = factorial.effects_rows({"PGD-20": eff})
+    assert rows[0][0] == "gap: AT-BSL − TAET" and rows[0][-1] == "3" and "[" in rows[0][1]
+
+
+def test_reading_says_none_conclusively_when_every_interval_includes_zero():
+    vals = _values("fashion", [1.0, -1.0, 0.5], [1.0, -1.0, 0.5], atbsl=[56.0, 58.5, 55.0])
+    assert "none conclusively" in factorial.reading(factorial.effects(vals, "fashion"))
+    one = {k: v[:1] for k, v in vals.items()}
+    assert "With one seed" in factorial.reading(factorial.effects(one, "fashion"))
+
+
+def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
+    from lib.experiments import run_config
+    from lib.train import train_run
+
+    cfg = run_config("smoke", "atbsl", device="cpu", out_dir=str(tmp_path), train={"track_every": 0},
+                     method_args={"clean_epochs": 1})
+    res = train_run(cfg, verbose=False)
+    assert [r["stage"] for r in res.history] == ["clean", "adversarial"]
+    assert res.config.method_args["clean_epochs"] == 1
