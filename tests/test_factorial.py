@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from lib import factorial, runs
 from lib.config import EPS_8, ConfigError
-from lib.profiles import profile_config
 from lib.methods import MethodContext, build_method
+from lib.profiles import profile_config
 from lib.train import validate
 
 # Hashes of today's runs, computed before these switches existed (fp32, CPU): they must not move.
