@@ -84,6 +84,21 @@ def _aa_logging(verbose: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _fp32_eval(model: nn.Module, device: torch.device) -> Iterator[contextlib.ExitStack]:
+    """What both AutoAttacks run under: eval mode, frozen weights, fp32 (no autocast, no TF32), and the caller's
+    global RNG given back afterwards (the libraries draw from it)."""
+    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        stack.enter_context(_frozen_params(model))
+        stack.enter_context(torch.autocast(device.type, enabled=False))
+        stack.enter_context(_strict_fp32(device))
+        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
+        yield stack
+
+
 def autoattack_settings(num_classes: int, version: str = "standard") -> dict[str, Any]:
     """The attacks and target counts the adapter runs for `num_classes` (official: 9 targets)."""
     attacks = ["apgd-ce", "apgd-t", "fab-t", "square"] if version == "standard" else ["apgd-ce", "apgd-dlr"]
@@ -144,14 +159,7 @@ def autoattack(
     if x.shape[0] == 0:
         return x.clone()
     device = x.device
-    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(_frozen_params(model))
-        stack.enter_context(torch.autocast(device.type, enabled=False))
-        stack.enter_context(_strict_fp32(device))
-        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
+    with _fp32_eval(model, device) as stack:
         stack.enter_context(_keep_tracer())
         stack.enter_context(_aa_logging(verbose))
         with torch.no_grad():
@@ -214,14 +222,7 @@ def autoattack_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
     if x.shape[0] == 0:
         return x.clone()
     device = x.device
-    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(_frozen_params(model))
-        stack.enter_context(torch.autocast(device.type, enabled=False))
-        stack.enter_context(_strict_fp32(device))
-        stack.enter_context(torch.random.fork_rng(devices=fork_devices))
+    with _fp32_eval(model, device):
         with torch.no_grad():
             num_classes = model(x[:1]).shape[1]
         if num_classes < _TA_MIN_CLASSES:

@@ -91,15 +91,10 @@ def _attacks(profile: str, label: str = "taet") -> list[str]:
 
 def _read_doc(folder: Path, cfg: RunConfig, attacks) -> dict[str, Any] | None:
     """The run folder's eval document (with its history) if it is this config's and holds `attacks` as configured."""
-    from .evaluate import read_eval, result_is_current
+    from .sweep import cached_result
 
-    try:
-        doc = read_eval(folder)
-    except ConfigError:
-        return None
-    if doc is None or doc.get("config_hash") != runs.config_hash(cfg):
-        return None
-    if not all(result_is_current(doc["results"].get(a), a, cfg.eval) for a in attacks):
+    doc = cached_result(cfg, attacks, folder)
+    if doc is None:
         return None
     hist = folder / "history.csv"
     return {**doc, "history": runs.read_csv(hist) if hist.exists() else [], "folder": str(folder)}

@@ -184,11 +184,12 @@ def _attacks(spec: dict[str, Any], cfg: RunConfig) -> tuple[str, ...]:
     return tuple(spec.get("attacks") or cfg.eval.attacks)
 
 
-def cached_result(cfg: RunConfig, attacks) -> dict[str, Any] | None:
+def cached_result(cfg: RunConfig, attacks, folder=None) -> dict[str, Any] | None:
     """The run's eval document if it holds every attack in `attacks` with the current settings, else None.
-    Reads eval.json only (no checkpoint, no data): cheap enough to check a whole grid before dispatching."""
+    Reads eval.json only (no checkpoint, no data): cheap enough to check a whole grid before dispatching.
+    `folder`: where to look instead of the config's run folder (e.g. the committed evidence in results/)."""
     try:
-        doc = read_eval(runs.run_dir(cfg))
+        doc = read_eval(runs.run_dir(cfg) if folder is None else folder)
     except ConfigError:
         return None
     if doc is None or doc.get("config_hash") != runs.config_hash(cfg):
