@@ -213,12 +213,14 @@ def sweep_reading(sweep: dict[str, dict[Any, dict[str, Any]]], attack: str = "pg
 
 
 def separation_table(points: dict[str, tuple[Any, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Silhouette score (scikit-learn) of the classes in each t-SNE embedding."""
+    """Silhouette score (scikit-learn) of the classes in each t-SNE embedding; NaN where it is undefined (fewer
+    than 2 classes, or no class with 2 points: scikit-learn needs 2 <= classes <= points - 1)."""
     from sklearn.metrics import silhouette_score
 
     rows = []
     for m, (xy, y) in points.items():
-        score = silhouette_score(xy, y) if len(set(y.tolist())) > 1 else float("nan")
+        k = len(set(y.tolist()))
+        score = silhouette_score(xy, y) if 2 <= k <= len(y) - 1 else float("nan")
         rows.append([m, f"{score:.3f}"])
     return ["method", "silhouette"], rows
 

@@ -182,6 +182,9 @@ def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[lis
                 vals = [float(x) for x in cells]
             except ValueError:
                 raise ConfigError(f"cannot combine {cells} over seeds (column {header[j]!r})") from None
+            if any(math.isnan(v) for v in vals):  # undefined for some seed (e.g. a silhouette on too few points)
+                new.append("nan")
+                continue
             digits = len(c.split(".")[1]) if "." in c else 0
             new.append(summarize(vals).format(digits))
         out.append(new)

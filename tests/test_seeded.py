@@ -162,3 +162,17 @@ def test_per_class_curves_over_seeds_band_the_tail_classes():
     assert [len(ax.collections) for ax in two.axes[:2]] == [3, 3]  # the three rarest classes, in both panels
     line = two.axes[1].lines[0]  # class 0's PGD line is the seed mean
     assert list(line.get_ydata()) == pytest.approx([100 * (0.2 * e + 0.05) for e in (1, 2, 3)])
+
+
+def test_silhouette_is_nan_where_undefined_and_nan_survives_combining():
+    import numpy as np
+
+    from lib.experiments import separation_table
+    from lib.seeded import combine_tables
+
+    xy = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    _, ok = separation_table({"m": (xy, np.array([0, 0, 1, 1]))})
+    _, one_each = separation_table({"m": (xy, np.array([0, 1, 2, 3]))})  # 4 classes, 4 points: undefined
+    assert float(ok[0][1]) > 0.9 and one_each[0][1] == "nan"
+    header = ["method", "silhouette"]
+    assert combine_tables([(header, ok), (header, one_each)])[1][0][1] == "nan"
