@@ -225,7 +225,8 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
         from .sweep import run_sweep
 
         for spec in training_specs(profile, missing, device=device, out_dir=out_dir):
-            run_sweep(spec, executor="local", workers=workers)
+            # one worker: this process, with its thread settings (a spawned worker takes every core), as lib.seeded
+            run_sweep(spec, executor="inline" if workers <= 1 else "local", workers=workers)
         found.update({k: locate(cfgs[k], _attacks(profile, k[0]), profile, results_dir) for k in missing})
     return {"cache": {k: c for k, (c, _) in found.items() if c is not None},
             "results": {k: r for k, (_, r) in found.items() if r is not None}, "seeds": seeds, "configs": cfgs}
