@@ -13,11 +13,14 @@ Architectures (written from their papers' definitions):
 - ``wrn34_10``: WideResNet-34-10 (Zagoruyko & Komodakis 2016) as used by TRADES / AT-BSL; 46,160,474
   parameters for 10 classes.
 - ``small_cnn``: three conv-BN-ReLU layers, the fast CPU demo model (~95k parameters).
+- ``small_cnn_fc``: small_cnn's body with a linear head over the whole feature map instead of average pooling
+  (it keeps where in the image a feature is); the fashion profile's model (~157k parameters at 28 px).
 - ``resnet50_tv``: torchvision ResNet-50, the official TAET notebook's model (which upsamples to 224 px:
   ``resize=224``).
 - ``vit_b16``: torchvision ViT-B/16; inputs are resized to 224 px inside the wrapper.
 
-All scratch models end in adaptive average pooling, so 8x8 digits and 28x28 images work unchanged.
+Scratch models end in adaptive average pooling, so 8x8 digits and 28x28 images work unchanged (small_cnn_fc
+sizes its head from ``image_size``).
 """
 
 from __future__ import annotations
@@ -129,8 +132,9 @@ def create_model(
         mean_t, std_t = torch.zeros_like(mean_t), torch.ones_like(std_t)
 
     try:
-        inner = builder(num_classes, in_channels=stem_channels, image_size=image_size, pretrained=pretrained,
-                        **kwargs)
+        # the inner model sees the resized image when the wrapper resizes
+        inner = builder(num_classes, in_channels=stem_channels, image_size=resize or image_size,
+                        pretrained=pretrained, **kwargs)
     except TypeError as e:
         if kwargs:
             raise ConfigError(f"bad extra argument(s) {sorted(kwargs)} for model {arch!r}: {e}") from None
@@ -412,6 +416,32 @@ class SmallCNN(Backbone):
 def small_cnn(num_classes: int, *, in_channels: int = 3, image_size: int = 32, pretrained: bool = False,
               width: int = 32):
     return SmallCNN(num_classes, in_channels, width=width)
+
+
+class SmallCNNFC(SmallCNN):
+    """SmallCNN with the pooled head replaced by a linear layer over the flattened (4w, ⌈s/4⌉, ⌈s/4⌉) feature map.
+
+    Average pooling makes small_cnn a bag of 9×9-pixel patches, which underfits Fashion-MNIST (its CE training
+    accuracy stays below 90%); the spatial head costs almost nothing and, on Fashion-MNIST-LT IR 10 with 6,000 train
+    images and 20 epochs, lifted balanced clean accuracy from 75.4% to 82.8% (a deeper body with one more conv reached
+    81.3% at 1.6× the time). The numbers are README's (fashion profile).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32, image_size: int = 28):
+        super().__init__(num_classes, in_channels, width=width)
+        side = -(-image_size // 4)  # two stride-2 convs with padding 1: ⌈s/2⌉, then ⌈s/4⌉
+        self.pool = nn.Flatten()
+        self.classifier = nn.Linear(4 * width * side * side, num_classes)
+        _init_weights(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.body(x))
+
+
+@register_model("small_cnn_fc")
+def small_cnn_fc(num_classes: int, *, in_channels: int = 3, image_size: int = 32, pretrained: bool = False,
+                 width: int = 32):
+    return SmallCNNFC(num_classes, in_channels, width=width, image_size=image_size)
 
 
 # ---------------------------------------------------------------------------------------------------
