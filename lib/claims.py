@@ -10,6 +10,7 @@ them and the command. `export_results` writes the evidence files (no checkpoints
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +28,12 @@ RESULTS_DIR = "results"
 
 # Per profile: does notebook 08 train the claims runs it lacks (cheap profiles: yes; fashion and paper read the
 # committed results/ and say what to train), and does it include the factorial (the demo leaves it out to stay short).
-PROFILE_SETTINGS = {"smoke": {"train_missing": True, "factorial": True},
-                    "demo": {"train_missing": True, "factorial": False}}
-DEFAULT_SETTINGS = {"train_missing": False, "factorial": True}
+# `partial`: a claim whose runs are missing gets a "not run" row (naming them) instead of stopping the check, so the
+# evidence committed so far can be read while the rest trains.
+PROFILE_SETTINGS = {"smoke": {"train_missing": True, "factorial": True, "partial": False},
+                    "demo": {"train_missing": True, "factorial": False, "partial": False}}
+DEFAULT_SETTINGS = {"train_missing": False, "factorial": True, "partial": True}
+NOT_RUN = "not run"
 
 
 def settings(profile: str) -> dict[str, bool]:
@@ -202,9 +206,12 @@ def _fig7_value(claim: Claim, per_seed: list[dict[str, dict]]) -> tuple[list[flo
 # Gathering, checking, reporting
 # ---------------------------------------------------------------------------------------------------------------
 def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "outputs", results_dir=RESULTS_DIR,
-           train_missing: bool = False, workers: int = 1, factorial_cells: bool = True) -> dict[str, Any]:
-    """{"cache": {(label, seed): doc}, "results": {...}, "seeds": [...]}: every claims run, from the run cache and
-    from results/. Runs in neither are trained through `lib.sweep` when `train_missing`, else MissingRunsError."""
+           train_missing: bool = False, workers: int | None = None, factorial_cells: bool = True,
+           partial: bool = False) -> dict[str, Any]:
+    """{"cache": {(label, seed): doc}, "results": {...}, "seeds": [...], "missing": [(label, seed)], ...}: every
+    claims run, from the run cache and from results/. Runs in neither are trained through `lib.sweep` when
+    `train_missing` (`workers` at once; default `lib.sweep.default_workers`), else listed in "missing" when
+    `partial`, else MissingRunsError naming them and the command that trains them."""
     from .config import check_seeds
 
     seeds = check_seeds(seeds if seeds is not None else profile_seeds(profile), f"claims check ({profile})")
@@ -212,24 +219,33 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
     cfgs = run_configs(profile, labels, seeds, device=device, out_dir=out_dir)
     found = {k: locate(c, _attacks(profile, k[0]), profile, results_dir) for k, c in cfgs.items()}
     missing = [k for k, (c, r) in found.items() if c is None and r is None]
-    if missing and not train_missing:
+    if missing and not train_missing and not partial:
         by_name: dict[str, list[str]] = {}
         for lbl, s in missing:
             by_name.setdefault(runs.run_dir(cfgs[(lbl, s)]).name, []).append(f"{lbl} (seed {s})")
         names = "\n".join(f"  {name}: {', '.join(what)}" for name, what in by_name.items())
         raise MissingRunsError(
             f"the claims check needs {len(by_name)} run(s) that are neither in {Path(out_dir) / 'runs'} nor in "
-            f"{Path(results_dir) / profile}:\n{names}\nTrain them with `python -m lib claims --profile {profile} "
-            f"--train` (or set train_missing = True in notebook 08), or restore the committed {results_dir}/ folder")
-    if missing:
-        from .sweep import run_sweep
+            f"{Path(results_dir) / profile}:\n{names}\n{train_hint(profile)}, or restore the committed "
+            f"{results_dir}/ folder")
+    if missing and train_missing:
+        from .sweep import default_workers, run_sweep
 
+        workers = default_workers(device) if workers is None else workers
         for spec in training_specs(profile, missing, device=device, out_dir=out_dir):
-            # one worker: this process, with its thread settings (a spawned worker takes every core), as lib.seeded
+            # one worker: this process, with its thread settings; several: spawned 1-thread processes (lib.seeded)
             run_sweep(spec, executor="inline" if workers <= 1 else "local", workers=workers)
         found.update({k: locate(cfgs[k], _attacks(profile, k[0]), profile, results_dir) for k in missing})
+        missing = []
     return {"cache": {k: c for k, (c, _) in found.items() if c is not None},
-            "results": {k: r for k, (_, r) in found.items() if r is not None}, "seeds": seeds, "configs": cfgs}
+            "results": {k: r for k, (_, r) in found.items() if r is not None}, "seeds": seeds, "configs": cfgs,
+            "missing": missing}
+
+
+def train_hint(profile: str) -> str:
+    """The command that trains a profile's missing claims runs."""
+    return (f"Train them with `python -m lib claims --profile {profile} --train` (or set train_missing = True in "
+            f"notebook 08)")
 
 
 def training_specs(profile: str, keys, *, device: str = "cpu", out_dir: str = "outputs") -> list[dict[str, Any]]:
@@ -263,15 +279,25 @@ def evaluate_claims(profile: str, gathered: dict[str, Any]) -> list[dict[str, An
     merged = {**gathered["results"], **gathered["cache"]}
     rows = []
     for c in claims(profile):
-        got = _values(c, merged, seeds)
-        if got is None:
+        # a partial check measures a claim over the seeds that have all its runs (the row says which are missing)
+        complete = [x for x in seeds if all((lbl, x) in merged for lbl in c.runs)]
+        got = _values(c, merged, complete) if complete else None
+        if got is None:  # partial: say which runs the claim still needs
+            absent = [f"{lbl} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})" for lbl in c.runs
+                      if (ss := [s for s in seeds if (lbl, s) not in merged])]
+            rows.append({"claim": c.text, "paper": c.paper, "measured": "not run yet: " + "; ".join(absent), "n": 0,
+                         "verdict": NOT_RUN, "source": "-", "vs committed": "-",
+                         "mean": math.nan, "low": math.nan, "high": math.nan})
             continue
         vals, note = got
         s = _summary(vals)
+        lacking = [x for x in seeds if x not in complete]
+        short = (f" (seed{'s' if len(lacking) > 1 else ''} {', '.join(map(str, lacking))} not run yet)"
+                 if lacking else "")
         shifted = _summary([v - c.threshold for v in vals])
-        src = {("cache" if (lbl, x) in gathered["cache"] else "results") for lbl in c.runs for x in seeds}
+        src = {("cache" if (lbl, x) in gathered["cache"] else "results") for lbl in c.runs for x in complete}
         row = {"claim": c.text + (f" (rival: {note})" if note else ""), "paper": c.paper,
-               "measured": _measured(s, c.unit), "n": s.n, "verdict": verdict(shifted, c.direction),
+               "measured": _measured(s, c.unit) + short, "n": s.n, "verdict": verdict(shifted, c.direction),
                "source": {"cache": "your runs", "results": "results/"}.get(src.pop(), "") if len(src) == 1 else
                "your runs + results/", "vs committed": _agreement(c, gathered, seeds),
                "mean": s.mean, "low": s.low, "high": s.high}
@@ -328,17 +354,23 @@ def save_claims(rows: list[dict[str, Any]], profile: str, out_dir: str = "output
     return md
 
 
-def reading(rows: list[dict[str, Any]]) -> str:
-    """Which claims hold at this scale, which are contradicted, which the seeds cannot decide."""
-    by = {v: [r for r in rows if r["verdict"] == v] for v in ("supported", "contradicted", "inconclusive")}
+def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
+    """Which claims hold at this scale, which are contradicted, which the seeds cannot decide (and, in a partial
+    check, which are not run yet)."""
+    by = {v: [r for r in rows if r["verdict"] == v] for v in ("supported", "contradicted", "inconclusive", NOT_RUN)}
 
     def names(rs):
         return "; ".join(r["claim"].rstrip(".") for r in rs)
 
-    n = min((r["n"] for r in rows), default=0)
-    text = [f"Of {len(rows)} claims at this scale (n = {n} seed{'s' if n != 1 else ''} per run): "
+    n = min((r["n"] for r in rows if r["verdict"] != NOT_RUN), default=0)
+    measured = len(rows) - len(by[NOT_RUN])
+    text = [f"Of {measured} claims measured at this scale (n = {n} seed{'s' if n != 1 else ''} per run): "
             f"{len(by['supported'])} supported, {len(by['contradicted'])} contradicted, "
             f"{len(by['inconclusive'])} inconclusive."]
+    if by[NOT_RUN]:
+        hint = f" {train_hint(profile)}." if profile else ""
+        text.append(f"**Not run yet** ({len(by[NOT_RUN])}; the table names the runs each needs): "
+                    f"{names(by[NOT_RUN])}.{hint}")
     if n < 2:
         text.append("With one seed there is no interval, so no claim can be decided: every verdict is inconclusive.")
     labels = {"supported": "Hold", "contradicted": "Do not hold",
@@ -412,15 +444,20 @@ def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_D
 
 
 def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, device: str = "cpu",
-          train_missing: bool = False, workers: int = 1, factorial_cells: bool = True) -> dict[str, Any]:
+          train_missing: bool = False, workers: int | None = None, factorial_cells: bool = True,
+          partial: bool = False) -> dict[str, Any]:
     """Gather the runs, write outputs/tables/claims.{md,csv} (and factorial.{md,csv}); return the pieces the
-    notebook shows."""
+    notebook shows. `partial`: claims (and a factorial) whose runs are missing are reported as not run."""
     g = gather(profile, device=device, out_dir=out_dir, results_dir=results_dir, train_missing=train_missing,
-               workers=workers, factorial_cells=factorial_cells)
+               workers=workers, factorial_cells=factorial_cells, partial=partial)
     rows = evaluate_claims(profile, g)
     out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir),
-           "reading": scale_reading(g) + "\n\n" + reading(rows)}
-    if factorial_cells:
+           "reading": scale_reading(g) + "\n\n" + reading(rows, profile)}
+    absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
+    if factorial_cells and absent:
+        out["factorial_note"] = (f"The factorial is not run yet: {len(absent)} of its {len(factorial.cells(profile))} "
+                                 f"cells lack runs for some seed ({'; '.join(absent)}). {train_hint(profile)}.")
+    elif factorial_cells:
         eff = factorial_effects(profile, g)
         out.update(factorial=eff, factorial_md=save_factorial(eff, profile, len(g["seeds"]), out_dir),
                    factorial_reading=factorial.reading(eff["PGD-20"], eff["Clean"]))
@@ -440,7 +477,12 @@ def add_cli(sub, fmt) -> None:
     c.add_argument("--results-dir", default=RESULTS_DIR, help="committed evidence folder (default: results)")
     c.add_argument("--device", default="auto", help="auto, cpu or cuda, for --train (default: auto)")
     c.add_argument("--train", action="store_true", help="train the missing runs through lib.sweep (default: off)")
-    c.add_argument("--workers", type=int, default=1, help="parallel training processes for --train (default: 1)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="runs trained at once with --train (default: one 1-thread process per core on a CPU, 1 on a "
+                        "GPU)")
+    c.add_argument("--partial", action=argparse.BooleanOptionalAction, default=None,
+                   help="report a claim whose runs are missing as 'not run' instead of stopping (default: on for "
+                        "fashion, paper and taet_notebook, off for smoke and demo)")
     c.add_argument("--no-factorial", action="store_true", help="leave out the factorial's cells (default: in)")
     c.add_argument("--export", action="store_true",
                    help="copy the runs' config.json, eval.json, history.csv to results/<profile>/ (default: off)")
@@ -448,13 +490,16 @@ def add_cli(sub, fmt) -> None:
 
 
 def _cmd(a) -> int:
+    partial = settings(a.profile)["partial"] if a.partial is None else a.partial
     res = check(a.profile, out_dir=a.out_dir, results_dir=a.results_dir, device=a.device, train_missing=a.train,
-                workers=a.workers, factorial_cells=not a.no_factorial)
+                workers=a.workers, factorial_cells=not a.no_factorial, partial=partial)
     print(res["claims_md"])
     print(res["reading"])
     if "factorial_md" in res:
         print(res["factorial_md"])
         print(res["factorial_reading"])
+    elif "factorial_note" in res:
+        print(res["factorial_note"])
     if a.export:
         written = export_results(a.profile, res["gathered"], a.results_dir)
         print(f"exported {len(written)} run(s) to {Path(a.results_dir) / a.profile}")

@@ -23,19 +23,22 @@ Docs = dict[str, dict[int, dict[str, Any]]]  # {label: {seed: eval document}}
 # Runs
 # ---------------------------------------------------------------------------------------------------------------
 def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *, method: str = "taet",
-                device: str = "auto", out_dir: str = "outputs", workers: int = 1, executor: str | None = None,
-                attacks=None) -> Docs:
+                device: str = "auto", out_dir: str = "outputs", workers: int | None = None,
+                executor: str | None = None, attacks=None) -> Docs:
     """Train and evaluate every variant for every seed in one `lib.sweep` call; {label: {seed: eval doc}}.
 
     `variants` maps a label to sweep overrides applied together (`{"method": "atbsl"}`, `{"alpha": 0.2}`,
     `{"data": {"imbalance_ratio": 50}}`, `{"method_args": {"ce_epochs": 0}}`); `method` is the default method.
     Seeds default to the profile's (`profile_seeds`). Cached runs are reused; seed 0 is today's single run.
-    `executor`: by default "inline" (this process, with its thread settings, as `experiments.train_eval`)
-    for one worker, "local" (spawned processes) for several; any `lib.sweep.run_sweep` engine otherwise.
+    `workers`: runs trained at once, default `lib.sweep.default_workers(device)` (a CPU: one 1-thread process per
+    core; a GPU: one). `executor`: by default "inline" (this process, with its thread settings, as
+    `experiments.train_eval`) for one worker, "local" (spawned processes) for several; any `lib.sweep.run_sweep`
+    engine otherwise.
     """
-    from .sweep import run_sweep
+    from .sweep import default_workers, run_sweep
 
     seeds = profile_seeds(profile) if seeds is None else check_seeds(seeds, "seeds")
+    workers = default_workers(device) if workers is None else workers
     if not variants:
         raise ConfigError("sweep_seeds: no variants to train; give {label: overrides}, e.g. {'taet': {}}")
     labels = list(variants)
@@ -49,7 +52,7 @@ def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *
 
 
 def train_eval_seeds(profile: str, method: str, seeds=None, *, device: str = "auto", out_dir: str = "outputs",
-                     workers: int = 1, executor: str | None = None, attacks=None,
+                     workers: int | None = None, executor: str | None = None, attacks=None,
                      **overrides) -> dict[int, dict[str, Any]]:
     """`method` trained and evaluated for each seed (the profile's by default): {seed: eval document}.
     `overrides` are sweep overrides (`train={"epochs": 5}`, `ir=50`)."""

@@ -210,3 +210,16 @@ def test_small_cnn_learns_digits_quickly():
     with torch.no_grad():
         acc = (model(x[test]).argmax(1) == y[test]).float().mean().item()
     assert acc > 0.9, acc
+
+
+@pytest.mark.parametrize("shape,resize", [((1, 28, 28), None), ((1, 8, 8), None), ((3, 32, 32), None),
+                                          ((3, 32, 32), 40)])
+def test_small_cnn_fc_sizes_its_spatial_head_from_the_input_it_sees(shape, resize):
+    torch.manual_seed(0)
+    model = create_model("small_cnn_fc", 7, in_channels=shape[0], image_size=shape[1], resize=resize).eval()
+    side = -(-(resize or shape[1]) // 4)  # two stride-2 convs: 28 -> 7, 8 -> 2, 32 -> 8, 40 -> 10
+    x = torch.rand(2, *shape, requires_grad=True)
+    assert model(x).shape == (2, 7)
+    assert model.features(x).shape == (2, 128 * side * side) and model.feature_dim == 128 * side * side
+    (grad,) = torch.autograd.grad(model(x).sum(), x)
+    assert grad.abs().sum() > 0

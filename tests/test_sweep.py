@@ -116,3 +116,15 @@ def test_cli_sweep_with_a_json_spec(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["sweep", str(tmp_path / "bad.json")]) == 2
     assert "does not parse" in capsys.readouterr().err
+
+
+def test_default_workers_is_one_single_thread_process_per_core_on_a_cpu_and_one_on_a_gpu(monkeypatch):
+    import os
+
+    from lib.sweep import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert default_workers("cpu") == 6
+    assert default_workers("cuda") == 1 and default_workers("cuda:1") == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown core count: one
+    assert default_workers("cpu") == 1
