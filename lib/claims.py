@@ -396,6 +396,42 @@ def scale_reading(gathered: dict[str, Any], floor: float = 85.0) -> str:
             f"the {floor:g}% a model that is not under-trained should reach on this data.")
 
 
+def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs") -> str:
+    """outputs/tables/claims_times.md|csv: each claims run's training time (minutes, from its history.csv) over the
+    seeds found, and what the missing runs would take at the mean time of a run of the same method; returns the
+    markdown."""
+    from .stats import summarize
+    from .tables import format_table
+
+    merged = {**gathered["results"], **gathered["cache"]}
+    specs = claim_runs(profile)
+    minutes: dict[str, list[float]] = {}
+    for (lbl, _), doc in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        minutes.setdefault(lbl, []).append(_train_seconds(doc) / 60)
+    rows = []
+    for lbl, vals in minutes.items():
+        m = summarize(vals)
+        rows.append([lbl, str(m.n), f"{m.mean:.1f}" + (f" ± {m.std:.1f}" if m.n > 1 else ""), f"{sum(vals):.0f}"])
+    per_method: dict[str, list[float]] = {}
+    for lbl, vals in minutes.items():
+        per_method.setdefault(specs[lbl][0], []).extend(vals)
+    todo = [specs[lbl][0] for lbl, _ in gathered.get("missing", []) if lbl in specs]
+    known = [sum(per_method[m]) / len(per_method[m]) for m in todo if m in per_method]
+    note = ""
+    if todo:
+        note = (f"\n{len(todo)} run(s) not run yet; {len(known)} of them would take about {sum(known) / 60:.1f} h "
+                f"of one core (their method's mean time here)" + (f", the other {len(todo) - len(known)} unknown"
+                                                                 if len(known) < len(todo) else "") + ".\n")
+    md = (f"**Claims runs: training time per run (minutes of one core, mean ± std over the seeds found; "
+          f"{scale_label(profile).split(';')[0]})**\n\n"
+          + format_table(["run", "seeds", "train min", "total min"], rows) + "\n" + note)
+    tables = Path(out_dir) / "tables"
+    runs.atomic_write_text(tables / "claims_times.md", md)
+    runs.atomic_write_csv(tables / "claims_times.csv", [dict(zip(["run", "seeds", "train min", "total min"], r))
+                                                          for r in rows])
+    return md
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The factorial, from the same gathered runs
 # ---------------------------------------------------------------------------------------------------------------
@@ -452,7 +488,7 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
                workers=workers, factorial_cells=factorial_cells, partial=partial)
     rows = evaluate_claims(profile, g)
     out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir),
-           "reading": scale_reading(g) + "\n\n" + reading(rows, profile)}
+           "reading": scale_reading(g) + "\n\n" + reading(rows, profile), "times_md": wall_times(profile, g, out_dir)}
     absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
     if factorial_cells and absent:
         out["factorial_note"] = (f"The factorial is not run yet: {len(absent)} of its {len(factorial.cells(profile))} "
@@ -495,6 +531,7 @@ def _cmd(a) -> int:
                 workers=a.workers, factorial_cells=not a.no_factorial, partial=partial)
     print(res["claims_md"])
     print(res["reading"])
+    print(res["times_md"])
     if "factorial_md" in res:
         print(res["factorial_md"])
         print(res["factorial_reading"])

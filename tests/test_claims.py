@@ -121,6 +121,9 @@ def test_a_partial_check_reports_missing_claims_as_not_run_and_trains_nothing(tm
     one = find(res1["rows"], "above AT-BSL's.")
     assert one["n"] == 1 and one["measured"] == "+10.0 (1 seed, no interval) (seed 1 not run yet)"
     assert one["verdict"] == "inconclusive"
+    times = (out / "tables" / "claims_times.md").read_text()
+    assert "| taet " in times and "| at " not in times  # the runs found, not the missing ones
+    assert "run(s) not run yet" in times
     assert "**Not run yet**" in res["reading"] and "python -m lib claims --profile smoke --train" in res["reading"]
     assert "factorial_md" not in res and res["factorial_note"].startswith("The factorial is not run yet")
     assert "| not run " in (out / "tables" / "claims.md").read_text()
