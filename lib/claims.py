@@ -4,8 +4,9 @@ Each claim compares runs of the profile (same seed = paired: same data draw, ini
 states the paper's own number (CIFAR-10-LT, from its tables). Runs are read from the run cache (outputs/runs) and,
 where the cache lacks one, from the committed evidence `results/<profile>/<run name>/{config.json, eval.json,
 history.csv}`; when both hold a claim's runs, the row says whether your runs agree with the committed ones. Missing
-runs are trained only when asked (`train_missing`, `python -m lib claims --train`); otherwise a ConfigError names
-them and the command. `export_results` writes the evidence files (no checkpoints).
+runs are trained only when asked (`train_missing`, `python -m lib claims --train`); otherwise a `partial` check
+measures each claim over the seeds that have its runs and names the rest, and a strict one stops with a ConfigError
+naming them and the command. `export_results` writes the evidence files (no checkpoints).
 """
 
 from __future__ import annotations

@@ -258,7 +258,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         },
     },
     # A real long-tailed comparison on CPU, at a scale that is not under-trained: Fashion-MNIST-LT IR 10 capped at
-    # 12,000 train images (the long-tail shape kept: 2,934 ... 294), a balanced test subset of 1,000, and small_cnn_fc,
+    # 12,000 train images (the long-tail shape kept: 2,936 ... 294), a balanced test subset of 1,000, and small_cnn_fc,
     # where standard (CE) training reaches 85% balanced clean accuracy (small_cnn at 2,000 images: 63.7%). About 25
     # min per TAET run and 36 per AT-BSL run on one idle core (README, "Claims check").
     "fashion": {
