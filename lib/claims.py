@@ -372,7 +372,7 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
         hint = f" {train_hint(profile)}." if profile else ""
         text.append(f"**Not run yet** ({len(by[NOT_RUN])}; the table names the runs each needs): "
                     f"{names(by[NOT_RUN])}.{hint}")
-    if n < 2:
+    if measured and n < 2:
         text.append("With one seed there is no interval, so no claim can be decided: every verdict is inconclusive.")
     labels = {"supported": "Hold", "contradicted": "Do not hold",
               "inconclusive": "Undecided (the interval includes the threshold)"}
@@ -398,38 +398,41 @@ def scale_reading(gathered: dict[str, Any], floor: float = 85.0) -> str:
 
 
 def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs") -> str:
-    """outputs/tables/claims_times.md|csv: each claims run's training time (minutes, from its history.csv) over the
-    seeds found, and what the missing runs would take at the mean time of a run of the same method; returns the
-    markdown."""
+    """outputs/tables/claims_times.md|csv: each claims run's training time (minutes of one core, from its
+    history.csv) over the seeds found, one row per distinct config (labels naming the same run share it), and what
+    the missing runs would take at the mean time of their method here; returns the markdown."""
     from .stats import summarize
     from .tables import format_table
 
     merged = {**gathered["results"], **gathered["cache"]}
-    specs = claim_runs(profile)
-    minutes: dict[str, list[float]] = {}
-    for (lbl, _), doc in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        minutes.setdefault(lbl, []).append(_train_seconds(doc) / 60)
-    rows = []
-    for lbl, vals in minutes.items():
+    cfgs, specs = gathered["configs"], claim_runs(profile)
+    first = gathered["seeds"][0]
+    groups: dict[str, list[str]] = {}  # a config (named by its first seed's run) -> the labels that read it
+    for lbl in specs:
+        if (lbl, first) in cfgs:
+            groups.setdefault(runs.run_dir(cfgs[(lbl, first)]).name, []).append(lbl)
+    header, rows, per_method = ["run (labels that read it)", "seeds", "train min", "total min"], [], {}
+    for labels in groups.values():
+        vals = [_train_seconds(merged[(labels[0], x)]) / 60 for x in gathered["seeds"] if (labels[0], x) in merged]
+        if not vals:
+            continue
+        per_method.setdefault(specs[labels[0]][0], []).extend(vals)
         m = summarize(vals)
-        rows.append([lbl, str(m.n), f"{m.mean:.1f}" + (f" ± {m.std:.1f}" if m.n > 1 else ""), f"{sum(vals):.0f}"])
-    per_method: dict[str, list[float]] = {}
-    for lbl, vals in minutes.items():
-        per_method.setdefault(specs[lbl][0], []).extend(vals)
-    todo = [specs[lbl][0] for lbl, _ in gathered.get("missing", []) if lbl in specs]
-    known = [sum(per_method[m]) / len(per_method[m]) for m in todo if m in per_method]
+        rows.append([" = ".join(labels), str(m.n), f"{m.mean:.1f}" + (f" ± {m.std:.1f}" if m.n > 1 else ""),
+                     f"{sum(vals):.0f}"])
+    todo = {runs.run_dir(cfgs[k]).name: specs[k[0]][0] for k in gathered.get("missing", [])}
+    known = [sum(per_method[m]) / len(per_method[m]) for m in todo.values() if m in per_method]
     note = ""
     if todo:
-        note = (f"\n{len(todo)} run(s) not run yet; {len(known)} of them would take about {sum(known) / 60:.1f} h "
-                f"of one core (their method's mean time here)" + (f", the other {len(todo) - len(known)} unknown"
-                                                                 if len(known) < len(todo) else "") + ".\n")
+        unknown = len(todo) - len(known)
+        note = (f"\n{len(todo)} distinct run(s) not run yet; {len(known)} of them would take about "
+                f"{sum(known) / 60:.1f} h of one core (their method's mean time here)"
+                + (f", the other {unknown} (methods not timed here yet) unknown" if unknown else "") + ".\n")
     md = (f"**Claims runs: training time per run (minutes of one core, mean ± std over the seeds found; "
-          f"{scale_label(profile).split(';')[0]})**\n\n"
-          + format_table(["run", "seeds", "train min", "total min"], rows) + "\n" + note)
+          f"{scale_label(profile).split(';')[0]})**\n\n" + format_table(header, rows) + "\n" + note)
     tables = Path(out_dir) / "tables"
     runs.atomic_write_text(tables / "claims_times.md", md)
-    runs.atomic_write_csv(tables / "claims_times.csv", [dict(zip(["run", "seeds", "train min", "total min"], r))
-                                                          for r in rows])
+    runs.atomic_write_csv(tables / "claims_times.csv", [dict(zip(header, r)) for r in rows])
     return md
 
 

@@ -122,8 +122,9 @@ def test_a_partial_check_reports_missing_claims_as_not_run_and_trains_nothing(tm
     assert one["n"] == 1 and one["measured"] == "+10.0 (1 seed, no interval) (seed 1 not run yet)"
     assert one["verdict"] == "inconclusive"
     times = (out / "tables" / "claims_times.md").read_text()
-    assert "| taet " in times and "| at " not in times  # the runs found, not the missing ones
-    assert "run(s) not run yet" in times
+    # the runs found, one row per config (TAET's default is also the 1-clean-epoch and IR-10 run), not the missing
+    assert "| taet = taet 1 clean epochs = taet IR 10 = " in times and "| at " not in times
+    assert "distinct run(s) not run yet" in times
     assert "**Not run yet**" in res["reading"] and "python -m lib claims --profile smoke --train" in res["reading"]
     assert "factorial_md" not in res and res["factorial_note"].startswith("The factorial is not run yet")
     assert "| not run " in (out / "tables" / "claims.md").read_text()
@@ -234,3 +235,18 @@ def test_which_profiles_train_missing_runs_in_notebook_08():
     # where the check only reads, a claim whose runs are missing is reported as not run
     assert claims.settings("fashion") == {"train_missing": False, "factorial": True, "partial": True}
     assert claims.settings("paper-tiny") == {"train_missing": True, "factorial": True, "partial": True}
+
+
+def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
+    """Every run folder committed under results/<profile>/ is one the claims check finds for today's configs: a
+    change that moves a claims run's hash (or its evaluation settings) would orphan the evidence silently."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / claims.RESULTS_DIR
+    profiles = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    for profile in profiles:
+        committed = {p.name for p in (root / profile).iterdir() if p.is_dir()}
+        g = claims.gather(profile, out_dir=str(tmp_path / "empty"), results_dir=str(root), partial=True)
+        found = {Path(doc["folder"]).name for doc in g["results"].values()}
+        assert committed == found, f"results/{profile}: not read by today's code: {sorted(committed - found)}"
+        assert not g["cache"]
