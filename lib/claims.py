@@ -55,8 +55,10 @@ class MissingRunsError(ConfigError):
 # ---------------------------------------------------------------------------------------------------------------
 # The runs: a label -> (method, section overrides); each is trained for every seed of the profile.
 # ---------------------------------------------------------------------------------------------------------------
-def claim_runs(profile: str, factorial_cells: bool = True) -> dict[str, tuple[str, dict[str, dict]]]:
-    """Every run the claims (and the factorial) read, as {label: (method, {"data": ..., "method_args": ...})}."""
+def claim_runs(profile: str, factorial_cells: bool = True, switch_cells: bool = False
+               ) -> dict[str, tuple[str, dict[str, dict]]]:
+    """Every run the claims (and the factorial, and the fidelity switches) read, as
+    {label: (method, {"data": ..., "model": ..., "method_args": ...})}."""
     nb = notebook_settings(profile)
     out: dict[str, tuple[str, dict[str, dict]]] = {
         "ce": ("ce", {}), "taet": ("taet", {}), "atbsl": ("atbsl", {}), "at": ("at", {}),
@@ -70,7 +72,24 @@ def claim_runs(profile: str, factorial_cells: bool = True) -> dict[str, tuple[st
     if factorial_cells:
         for c in factorial.cells(profile):
             out[c.label] = (c.method, {"method_args": dict(c.method_args)})
+    if switch_cells:
+        out.update(switch_runs(profile))
     return out
+
+
+def switch_runs(profile: str) -> dict[str, tuple[str, dict[str, dict]]]:
+    """The official codes' protocol switches that run at 28 px (README, Deviations: the official TAET notebook's
+    protocol), each set alone on TAET and AT-BSL: no input normalisation, the extra train-mode clean forward, and
+    (AT-BSL only, the TAET repository's AT-BSL baseline) TAET's training attack."""
+    out: dict[str, tuple[str, dict[str, dict]]] = {}
+    for method, name in (("taet", "TAET"), ("atbsl", "AT-BSL")):
+        out[f"{name} · no input normalisation"] = (method, {"model": {"normalize": False}})
+        out[f"{name} · extra clean forward"] = (method, {"method_args": {"extra_clean_forward": True}})
+    out["AT-BSL · TAET's attack"] = ("atbsl", {"method_args": factorial.attack_args("taet", profile)})
+    return out
+
+
+SWITCH_BASE = {"TAET": "taet", "AT-BSL": "atbsl"}  # each switch is paired with its method's default run
 
 
 def run_configs(profile: str, labels, seeds, *, device: str = "cpu", out_dir: str = "outputs"
@@ -78,7 +97,7 @@ def run_configs(profile: str, labels, seeds, *, device: str = "cpu", out_dir: st
     """{(label, seed): the validated RunConfig} (`lib.experiments.run_config`: the notebooks' own configs)."""
     from .experiments import run_config
 
-    specs = claim_runs(profile)
+    specs = claim_runs(profile, switch_cells=True)
     return {(lbl, s): run_config(profile, specs[lbl][0], device=device, out_dir=out_dir, train={"seed": s},
                                  **specs[lbl][1]) for lbl in labels for s in seeds}
 
@@ -208,7 +227,7 @@ def _fig7_value(claim: Claim, per_seed: list[dict[str, dict]]) -> tuple[list[flo
 # ---------------------------------------------------------------------------------------------------------------
 def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "outputs", results_dir=RESULTS_DIR,
            train_missing: bool = False, workers: int | None = None, factorial_cells: bool = True,
-           partial: bool = False) -> dict[str, Any]:
+           partial: bool = False, switch_cells: bool = False) -> dict[str, Any]:
     """{"cache": {(label, seed): doc}, "results": {...}, "seeds": [...], "missing": [(label, seed)], ...}: every
     claims run, from the run cache and from results/. Runs in neither are trained through `lib.sweep` when
     `train_missing` (`workers` at once; default `lib.sweep.default_workers`), else listed in "missing" when
@@ -216,7 +235,7 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
     from .config import check_seeds
 
     seeds = check_seeds(seeds if seeds is not None else profile_seeds(profile), f"claims check ({profile})")
-    labels = list(claim_runs(profile, factorial_cells))
+    labels = list(claim_runs(profile, factorial_cells, switch_cells))
     cfgs = run_configs(profile, labels, seeds, device=device, out_dir=out_dir)
     found = {k: locate(c, _attacks(profile, k[0]), profile, results_dir) for k, c in cfgs.items()}
     missing = [k for k, (c, r) in found.items() if c is None and r is None]
@@ -251,7 +270,7 @@ def train_hint(profile: str) -> str:
 
 def training_specs(profile: str, keys, *, device: str = "cpu", out_dir: str = "outputs") -> list[dict[str, Any]]:
     """The `lib.sweep` specs (one per attack list) that train and evaluate the claims runs `keys` ((label, seed))."""
-    specs = claim_runs(profile)
+    specs = claim_runs(profile, switch_cells=True)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for lbl, s in keys:
         groups.setdefault(tuple(_attacks(profile, lbl)), []).append({"method": specs[lbl][0], "seed": s,
@@ -405,7 +424,7 @@ def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs")
     from .tables import format_table
 
     merged = {**gathered["results"], **gathered["cache"]}
-    cfgs, specs = gathered["configs"], claim_runs(profile)
+    cfgs, specs = gathered["configs"], claim_runs(profile, switch_cells=True)
     first = gathered["seeds"][0]
     groups: dict[str, list[str]] = {}  # a config (named by its first seed's run) -> the labels that read it
     for lbl in specs:
@@ -465,6 +484,36 @@ def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: in
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The fidelity switches, from the same gathered runs
+# ---------------------------------------------------------------------------------------------------------------
+def switch_effects(profile: str, gathered: dict[str, Any], out_dir: str = "outputs") -> str:
+    """outputs/tables/switches.md|csv: each switch's effect (switched run − its method's default run, paired by
+    seed) on balanced PGD-20 and clean accuracy, over the seeds that have both runs; returns the markdown."""
+    from .tables import format_table
+
+    merged = {**gathered["results"], **gathered["cache"]}
+    header = ["switch (one at a time)", "PGD-20 (points)", "Clean (points)", "n"]
+    rows = []
+    for label in switch_runs(profile):
+        base = SWITCH_BASE[label.split(" · ")[0]]
+        seeds = [x for x in gathered["seeds"] if (label, x) in merged and (base, x) in merged]
+        if not seeds:
+            rows.append([label, "not run yet", "not run yet", "0"])
+            continue
+        cells = []
+        for attack in ("pgd20", "clean"):
+            s = _summary([_bal(attack)(merged[(label, x)]) - _bal(attack)(merged[(base, x)]) for x in seeds])
+            cells.append(_measured(s, "points"))
+        rows.append([label, *cells, str(len(seeds))])
+    md = (f"**Fidelity switches: effect of each official-code switch, switched − default, paired by seed "
+          f"({scale_label(profile).split(';')[0]}; points)**\n\n" + format_table(header, rows) + "\n")
+    tables = Path(out_dir) / "tables"
+    runs.atomic_write_text(tables / "switches.md", md)
+    runs.atomic_write_csv(tables / "switches.csv", [dict(zip(header, r)) for r in rows])
+    return md
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Evidence files
 # ---------------------------------------------------------------------------------------------------------------
 def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_DIR) -> list[Path]:
@@ -485,14 +534,17 @@ def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_D
 
 def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, device: str = "cpu",
           train_missing: bool = False, workers: int | None = None, factorial_cells: bool = True,
-          partial: bool = False) -> dict[str, Any]:
-    """Gather the runs, write outputs/tables/claims.{md,csv} (and factorial.{md,csv}); return the pieces the
-    notebook shows. `partial`: claims (and a factorial) whose runs are missing are reported as not run."""
+          partial: bool = False, switches: bool = False) -> dict[str, Any]:
+    """Gather the runs, write outputs/tables/claims.{md,csv} (and factorial.{md,csv}, and with `switches`
+    switches.{md,csv}); return the pieces the notebook shows. `partial`: claims (and a factorial) whose runs are
+    missing are reported as not run."""
     g = gather(profile, device=device, out_dir=out_dir, results_dir=results_dir, train_missing=train_missing,
-               workers=workers, factorial_cells=factorial_cells, partial=partial)
+               workers=workers, factorial_cells=factorial_cells, partial=partial, switch_cells=switches)
     rows = evaluate_claims(profile, g)
     out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir),
            "reading": scale_reading(g) + "\n\n" + reading(rows, profile), "times_md": wall_times(profile, g, out_dir)}
+    if switches:
+        out["switches_md"] = switch_effects(profile, g, out_dir)
     absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
     if factorial_cells and absent:
         out["factorial_note"] = (f"The factorial is not run yet: {len(absent)} of its {len(factorial.cells(profile))} "
@@ -524,6 +576,9 @@ def add_cli(sub, fmt) -> None:
                    help="report a claim whose runs are missing as 'not run' instead of stopping (default: on for "
                         "fashion, paper and taet_notebook, off for smoke and demo)")
     c.add_argument("--no-factorial", action="store_true", help="leave out the factorial's cells (default: in)")
+    c.add_argument("--switches", action="store_true",
+                   help="add the official codes' 28-px protocol switches (no normalisation, the extra clean forward, "
+                        "AT-BSL with TAET's attack), each against its method's default run (default: off)")
     c.add_argument("--export", action="store_true",
                    help="copy the runs' config.json, eval.json, history.csv to results/<profile>/ (default: off)")
     c.set_defaults(func=_cmd)
@@ -532,7 +587,7 @@ def add_cli(sub, fmt) -> None:
 def _cmd(a) -> int:
     partial = settings(a.profile)["partial"] if a.partial is None else a.partial
     res = check(a.profile, out_dir=a.out_dir, results_dir=a.results_dir, device=a.device, train_missing=a.train,
-                workers=a.workers, factorial_cells=not a.no_factorial, partial=partial)
+                workers=a.workers, factorial_cells=not a.no_factorial, partial=partial, switches=a.switches)
     print(res["claims_md"])
     print(res["reading"])
     print(res["times_md"])
@@ -541,6 +596,8 @@ def _cmd(a) -> int:
         print(res["factorial_reading"])
     elif "factorial_note" in res:
         print(res["factorial_note"])
+    if "switches_md" in res:
+        print(res["switches_md"])
     if a.export:
         written = export_results(a.profile, res["gathered"], a.results_dir)
         print(f"exported {len(written)} run(s) to {Path(a.results_dir) / a.profile}")

@@ -250,3 +250,22 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
         found = {Path(doc["folder"]).name for doc in g["results"].values()}
         assert committed == found, f"results/{profile}: not read by today's code: {sorted(committed - found)}"
         assert not g["cache"]
+
+
+def test_switch_effects_pair_each_switch_with_its_methods_default_run(tmp_path):
+    out, res_dir = tmp_path / "out", tmp_path / "results"
+    labels = ["taet", "atbsl", "AT-BSL · TAET's attack", "TAET · extra clean forward"]
+    cfgs = claims.run_configs("smoke", labels, [0, 1], device="cpu", out_dir=str(out))
+    pgd = {"taet": 50.0, "atbsl": 60.0, "AT-BSL · TAET's attack": 55.0, "TAET · extra clean forward": 52.0}
+    for (lbl, s), cfg in cfgs.items():  # AT-BSL with TAET's attack: −5 and −4; TAET's extra forward: +2 and +2
+        extra = 1.0 if (lbl, s) == ("AT-BSL · TAET's attack", 1) else 0.0
+        _write_run(res_dir / "smoke" / runs.run_dir(cfg).name, cfg, {"clean": 80.0, "pgd20": pgd[lbl] + extra})
+    # the switches are their own configs: normalisation off and the extra forward enter the hash
+    assert len({runs.run_dir(c).name for c in cfgs.values()}) == 8
+    res = claims.check("smoke", out_dir=str(out), results_dir=str(res_dir), partial=True, switches=True)
+    rows = {r[0]: r for r in runs.read_csv(out / "tables" / "switches.csv") for r in [list(r.values())]}
+    half = 12.7062 * 0.7071 / 2 ** 0.5  # t(1, 0.975) · std(−5, −4) / √2 = 6.35
+    assert rows["AT-BSL · TAET's attack"][1] == f"-4.5 ± 0.7, 95% CI [{-4.5 - half:+.1f}, {-4.5 + half:+.1f}]"
+    assert rows["TAET · extra clean forward"][1].startswith("+2.0 ± 0.0") and rows["TAET · extra clean forward"][3] == "2"
+    assert rows["TAET · no input normalisation"][1:] == ["not run yet", "not run yet", "0"]
+    assert "Fidelity switches" in res["switches_md"]
