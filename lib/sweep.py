@@ -208,8 +208,17 @@ def run_one(cfg_dict: dict[str, Any], attacks: list[str], force: bool = False) -
     return {"run_dir": str(res.run_dir), "trained": not res.reused, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+MAX_DEFAULT_WORKERS = 8
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers(device: str = "auto") -> int:
-    """How many runs to train at once by default: on a CPU one single-thread process per core, on a GPU one.
+    """How many runs to train at once by default: on a CPU one single-thread process per core this process may use
+    (at most MAX_DEFAULT_WORKERS), on a GPU one.
 
     Measured on 2 idle cores (README, "Workers or threads"): two runs as two 1-thread processes finished 1.26× sooner
     than one after the other on 2 threads (Fashion-MNIST-LT, small_cnn_fc, TAET stage 2) and 1.64× sooner on the
@@ -219,7 +228,11 @@ def default_workers(device: str = "auto") -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return max(1, os.cpu_count() or 1) if str(device).startswith("cpu") else 1
+    if not str(device).startswith("cpu"):
+        return 1
+    cores = usable_cores()
+    # at most MAX_DEFAULT_WORKERS: each process holds its own torch, data set and model (0.5-1 GB for the CPU profiles)
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 def _worker_init(threads: int) -> None:
@@ -257,7 +270,7 @@ def _dispatch(jobs: list[tuple[RunConfig, tuple[str, ...]]], executor, workers: 
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         workers = min(workers, len(jobs))  # a lone run gets every core's thread, not one worker's share
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, usable_cores() // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init, initargs=(threads,)) as pool:
             futures = {pool.submit(run_one, *a): cfg for (cfg, _), a in zip(jobs, args)}

@@ -108,7 +108,8 @@ def test_a_partial_check_reports_missing_claims_as_not_run_and_trains_nothing(tm
     out, res_dir = tmp_path / "out", tmp_path / "results"
     cfgs = claims.run_configs("smoke", ["taet", "atbsl"], [0, 1], device="cpu", out_dir=str(out))
     for (lbl, s), cfg in cfgs.items():  # TAET 10 points above AT-BSL, both seeds; nothing else trained
-        _write_run(res_dir / "smoke" / runs.run_dir(cfg).name, cfg, {"clean": 80.0, "pgd20": 50.0 + 10 * (lbl == "taet") + s})
+        pgd = 50.0 + 10 * (lbl == "taet") + s
+        _write_run(res_dir / "smoke" / runs.run_dir(cfg).name, cfg, {"clean": 80.0, "pgd20": pgd})
     res = claims.check("smoke", out_dir=str(out), results_dir=str(res_dir), partial=True)
     assert ("at", 0) in res["gathered"]["missing"] and ("taet", 1) not in res["gathered"]["missing"]
     above = find(res["rows"], "above AT-BSL's.")
@@ -266,6 +267,7 @@ def test_switch_effects_pair_each_switch_with_its_methods_default_run(tmp_path):
     rows = {r[0]: r for r in runs.read_csv(out / "tables" / "switches.csv") for r in [list(r.values())]}
     half = 12.7062 * 0.7071 / 2 ** 0.5  # t(1, 0.975) · std(−5, −4) / √2 = 6.35
     assert rows["AT-BSL · TAET's attack"][1] == f"-4.5 ± 0.7, 95% CI [{-4.5 - half:+.1f}, {-4.5 + half:+.1f}]"
-    assert rows["TAET · extra clean forward"][1].startswith("+2.0 ± 0.0") and rows["TAET · extra clean forward"][3] == "2"
+    extra = rows["TAET · extra clean forward"]
+    assert extra[1].startswith("+2.0 ± 0.0") and extra[3] == "2"
     assert rows["TAET · no input normalisation"][1:] == ["not run yet", "not run yet", "0"]
     assert "Fidelity switches" in res["switches_md"]

@@ -123,8 +123,11 @@ def test_default_workers_is_one_single_thread_process_per_core_on_a_cpu_and_one_
 
     from lib.sweep import default_workers
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     assert default_workers("cpu") == 6
     assert default_workers("cuda") == 1 and default_workers("cuda:1") == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_workers("cpu") == 8  # capped: every worker holds its own torch, data and model
+    monkeypatch.delattr(os, "sched_getaffinity")
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown core count: one
     assert default_workers("cpu") == 1
