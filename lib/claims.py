@@ -417,9 +417,10 @@ def scale_reading(gathered: dict[str, Any], floor: float = 85.0) -> str:
 
 
 def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs") -> str:
-    """outputs/tables/claims_times.md|csv: each claims run's training time (minutes of one core, from its
-    history.csv) over the seeds found, one row per distinct config (labels naming the same run share it), and what
-    the missing runs would take at the mean time of their method here; returns the markdown."""
+    """outputs/tables/claims_times.md|csv: each claims run's balanced clean accuracy, balanced PGD-20 robustness
+    and training time (minutes of one core, from its history.csv), mean ± std over the seeds found, one row per
+    distinct config (labels naming the same run share it), and what the missing runs would take at the mean time
+    of their method here; returns the markdown."""
     from .stats import summarize
     from .tables import format_table
 
@@ -430,15 +431,21 @@ def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs")
     for lbl in specs:
         if (lbl, first) in cfgs:
             groups.setdefault(runs.run_dir(cfgs[(lbl, first)]).name, []).append(lbl)
-    header, rows, per_method = ["run (labels that read it)", "seeds", "train min", "total min"], [], {}
-    for labels in groups.values():
-        vals = [_train_seconds(merged[(labels[0], x)]) / 60 for x in gathered["seeds"] if (labels[0], x) in merged]
-        if not vals:
-            continue
-        per_method.setdefault(specs[labels[0]][0], []).extend(vals)
+    header = ["run (labels that read it)", "seeds", "Clean (%)", "PGD-20 (%)", "train min", "total min"]
+    rows, per_method = [], {}
+
+    def cell(vals: list[float]) -> str:
         m = summarize(vals)
-        rows.append([" = ".join(labels), str(m.n), f"{m.mean:.1f}" + (f" ± {m.std:.1f}" if m.n > 1 else ""),
-                     f"{sum(vals):.0f}"])
+        return f"{m.mean:.1f}" + (f" ± {m.std:.1f}" if m.n > 1 else "")
+
+    for labels in groups.values():
+        docs = [merged[(labels[0], x)] for x in gathered["seeds"] if (labels[0], x) in merged]
+        if not docs:
+            continue
+        vals = [_train_seconds(d) / 60 for d in docs]
+        per_method.setdefault(specs[labels[0]][0], []).extend(vals)
+        rows.append([" = ".join(labels), str(len(docs)), cell([_bal("clean")(d) for d in docs]),
+                     cell([_bal("pgd20")(d) for d in docs]), cell(vals), f"{sum(vals):.0f}"])
     todo = {runs.run_dir(cfgs[k]).name: specs[k[0]][0] for k in gathered.get("missing", [])}
     known = [sum(per_method[m]) / len(per_method[m]) for m in todo.values() if m in per_method]
     note = ""
@@ -447,8 +454,9 @@ def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs")
         note = (f"\n{len(todo)} distinct run(s) not run yet; {len(known)} of them would take about "
                 f"{sum(known) / 60:.1f} h of one core (their method's mean time here)"
                 + (f", the other {unknown} (methods not timed here yet) unknown" if unknown else "") + ".\n")
-    md = (f"**Claims runs: training time per run (minutes of one core, mean ± std over the seeds found; "
-          f"{scale_label(profile).split(';')[0]})**\n\n" + format_table(header, rows) + "\n" + note)
+    md = (f"**Claims runs: balanced accuracy, robustness and training time (minutes of one core), mean ± std over "
+          f"the seeds found, no interval: compare methods in the claims table, paired. "
+          f"{scale_label(profile).split(';')[0]}**\n\n" + format_table(header, rows) + "\n" + note)
     tables = Path(out_dir) / "tables"
     runs.atomic_write_text(tables / "claims_times.md", md)
     runs.atomic_write_csv(tables / "claims_times.csv", [dict(zip(header, r)) for r in rows])
