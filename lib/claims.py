@@ -569,7 +569,9 @@ def add_cli(sub, fmt) -> None:
     c = sub.add_parser("claims", formatter_class=fmt,
                        help="the claims check: paired differences over seeds, intervals, verdicts",
                        description="Reads the claims runs from the run cache, else from results/<profile>/; "
-                                   "writes outputs/tables/claims.md|csv and factorial.md|csv.")
+                                   "writes outputs/tables/claims.md|csv, claims_times.md|csv (each run's "
+                                   "accuracy, robustness and time), factorial.md|csv and, with --switches, "
+                                   "switches.md|csv.")
     from .config import PROFILES
 
     c.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="settings profile (default: demo)")
