@@ -99,6 +99,27 @@ def effects(values: dict[str, list[float]], profile: str) -> dict[str, Summary]:
     return out
 
 
+def simple_effects(values: dict[str, dict[int, float]], profile: str) -> dict[str, Summary]:
+    """The effects a partial grid can already give, each paired over the seeds its two cells share: the AT-BSL − TAET
+    gap, each TAET cell that changes one factor from TAET's own setting minus that setting ("simple effect": the
+    factor's effect there, interactions not separated), and AT-BSL's two single changes minus AT-BSL.
+    `values`: {cell label: {seed: value}}; effects with no shared seed are left out."""
+    cs = cells(profile)
+    base = cs[0]
+
+    def diff(a: str, b: str) -> Summary | None:
+        seeds = sorted(set(values.get(a, {})) & set(values.get(b, {})))
+        return paired_difference([values[a][x] for x in seeds], [values[b][x] for x in seeds]) if seeds else None
+
+    pairs = [("gap: AT-BSL − TAET", "AT-BSL", base.label)]
+    for c in cs[1:8]:
+        changed = [i for i, (lv, bv) in enumerate(zip(c.levels, base.levels)) if lv != bv]
+        if len(changed) == 1:
+            pairs.append((f"simple effect: {FACTOR_TEXT[FACTORS[changed[0]][0]]}", c.label, base.label))
+    pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs[-2:]]
+    return {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
+
+
 def cell(s: Summary) -> str:
     """'m ± s [lo, hi]', or 'm (1 seed, no interval)'."""
     return s.format(1) if s.n > 1 else f"{s.mean:.1f} (1 seed, no interval)"
@@ -112,28 +133,49 @@ def effects_rows(by_metric: dict[str, dict[str, Summary]]) -> tuple[list[str], l
     return header, rows
 
 
+def _name(key: str) -> str:
+    return key.split(": ", 1)[1]
+
+
 def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) -> str:
-    """Which factor explains the gap on PGD-20: those whose main effect's interval excludes 0 and points the way of
-    the gap, largest first, with the share of the gap; "none conclusively" when no interval excludes 0."""
+    """Which factor explains the gap on PGD-20: those whose effect's interval excludes 0 and points the way of the gap,
+    largest first, with the share of the gap; the rest named as ties (interval includes 0) or as working against the
+    gap. Main effects when the whole grid ran, else the simple effects (`simple_effects`) measured so far."""
     gap = pgd["gap: AT-BSL − TAET"]
-    mains = {k: s for k, s in pgd.items() if k.startswith("main effect: ")}
-    sign = 1 if gap.mean >= 0 else -1
-    found = sorted(((s.mean, k) for k, s in mains.items()
-                    if s.n > 1 and (s.low > 0 if sign > 0 else s.high < 0)), reverse=sign > 0)
+    full = any(k.startswith("main effect: ") for k in pgd)
+    mains = {k: s for k, s in pgd.items() if k.startswith("main effect: " if full else "simple effect: ")}
+    kind = "main effect" if full else "simple effect (one factor changed from TAET's own setting)"
     n = gap.n
     head = (f"AT-BSL − TAET on balanced PGD-20: {gap.format(1)} points (n = {n}"
             f"{', 1 seed, no interval' if n < 2 else ''}).")
     if n < 2:
         return head + " With one seed no factor can be named: every effect is inconclusive."
-    if not found:
-        return head + " Which factor explains it: **none conclusively** (every main effect's interval includes 0)."
+    if not mains:
+        return head + " No factor is measured yet: no cell that changes one factor from TAET's own setting has run."
+    sign = 1 if gap.mean >= 0 else -1
+    ns = (lambda s: "") if full else (lambda s: f", n = {s.n}")
+    found = sorted(((s.mean, k) for k, s in mains.items()
+                    if s.n > 1 and (s.low > 0 if sign > 0 else s.high < 0)), reverse=sign > 0)
+    against = [k for k, s in mains.items() if s.n > 1 and (s.high < 0 if sign > 0 else s.low > 0)]
+    ties = [k for k in mains if k not in against and k not in {k2 for _, k2 in found}]
     parts = []
     for mean, k in found:
         share = f", {100 * mean / gap.mean:.0f}% of the gap" if gap.mean != 0 else ""
-        parts.append(f"{k[len('main effect: '):]} ({mean:+.1f} points{share})")
-    text = head + " Factors whose main effect moves robustness the way of the gap, interval excluding 0: " + \
-        "; ".join(parts) + "."
-    if clean is not None:
-        costs = [f"{k[len('main effect: '):]} {clean[k].format(1)}" for _, k in found if k in clean]
+        parts.append(f"{_name(k)} ({mean:+.1f} points{share}{ns(mains[k])})")
+    if parts:
+        text = head + f" Factors whose {kind} moves robustness the way of the gap, interval excluding 0: " + \
+            "; ".join(parts) + "."
+    else:
+        text = head + f" Which factor explains it: **none conclusively** (no {kind} excludes 0 on the gap's side)."
+    if against:
+        text += " Working against the gap (interval excluding 0): " + "; ".join(
+            f"{_name(k)} ({mains[k].mean:+.1f} points{ns(mains[k])})" for k in against) + "."
+    if ties:
+        text += " No conclusive effect (interval includes 0, or one seed): " + "; ".join(
+            f"{_name(k)} ({mains[k].mean:+.1f} points{ns(mains[k])})" for k in ties) + "."
+    if clean is not None and found:
+        costs = [f"{_name(k)} {clean[k].format(1)}" for _, k in found if k in clean]
         text += " Their effect on balanced clean accuracy: " + "; ".join(costs) + "."
+    if not full:
+        text += " The 2 × 2 × 2 grid is not complete, so these are not main effects: interactions are not separated."
     return text

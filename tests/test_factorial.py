@@ -127,7 +127,9 @@ def test_reading_names_the_factor_whose_interval_excludes_zero():
     gap = eff["gap: AT-BSL − TAET"]
     assert gap.mean == pytest.approx(18.5 / 3)  # 56 − 50, 58.5 − 52, 55 − 49
     text = factorial.reading(eff, eff)
-    assert "training attack" in text and "HEL scale" not in text.split("interval excluding 0")[1]
+    named, rest = text.split("interval excluding 0: ")[1].split(" No conclusive effect")
+    assert "training attack" in named and "HEL scale" not in named
+    assert "HEL scale" in rest and "clean first stage" in rest  # the ties are named as ties
     header, rows = factorial.effects_rows({"PGD-20": eff})
     assert rows[0][0] == "gap: AT-BSL − TAET" and rows[0][-1] == "3" and "[" in rows[0][1]
 
@@ -137,6 +139,26 @@ def test_reading_says_none_conclusively_when_every_interval_includes_zero():
     assert "none conclusively" in factorial.reading(factorial.effects(vals, "fashion"))
     one = {k: v[:1] for k, v in vals.items()}
     assert "With one seed" in factorial.reading(factorial.effects(one, "fashion"))
+
+
+def test_simple_effects_pair_each_one_factor_cell_with_taets_own_over_shared_seeds():
+    cs = factorial.cells("fashion")
+    base, attack_only = cs[0].label, cs[4].label  # TAET's own setting; AT-BSL's attack, the rest TAET's
+    assert cs[4].levels == ("AT-BSL's", 1.0, "clean")
+    vals = {base: {0: 60.0, 1: 61.0, 2: 59.0}, attack_only: {0: 66.0, 1: 71.0},  # seed 2 not run yet
+            "AT-BSL": {0: 67.0, 1: 68.5, 2: 66.0}, cs[6].label: {0: 1.0}}  # a two-factor cell: not a simple effect
+    eff = factorial.simple_effects(vals, "fashion")
+    assert list(eff) == ["gap: AT-BSL − TAET", "simple effect: training attack (TAET's → AT-BSL's)"]
+    gap, att = eff["gap: AT-BSL − TAET"], eff["simple effect: training attack (TAET's → AT-BSL's)"]
+    assert (gap.mean, gap.n) == (pytest.approx(21.5 / 3), 3)  # 67 − 60, 68.5 − 61, 66 − 59
+    assert (att.mean, att.std, att.n) == (pytest.approx(8.0), pytest.approx(math.sqrt(8.0)), 2)  # 6 and 10
+    half = 12.706205 * math.sqrt(8.0) / math.sqrt(2)
+    assert att.low == pytest.approx(8.0 - half, abs=1e-4)  # t(1): two seeds give a wide interval
+    text = factorial.reading(eff)
+    assert "simple effect" in text and "not main effects" in text and "n = 2" in text
+    assert "none conclusively" in text  # [−17.4, 33.4] includes 0
+    assert "No factor is measured yet" in factorial.reading(factorial.simple_effects(
+        {base: {0: 60.0, 1: 61.0}, "AT-BSL": {0: 67.0, 1: 68.0}}, "fashion"))
 
 
 def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
