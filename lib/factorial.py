@@ -144,7 +144,7 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
     gap = pgd["gap: AT-BSL − TAET"]
     full = any(k.startswith("main effect: ") for k in pgd)
     mains = {k: s for k, s in pgd.items() if k.startswith("main effect: " if full else "simple effect: ")}
-    kind = "main effect" if full else "simple effect (one factor changed from TAET's own setting)"
+    kind = "main effect" if full else "simple effect"
     n = gap.n
     head = (f"AT-BSL − TAET on balanced PGD-20: {gap.format(1)} points (n = {n}"
             f"{', 1 seed, no interval' if n < 2 else ''}).")
@@ -177,5 +177,6 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
         costs = [f"{_name(k)} {clean[k].format(1)}" for _, k in found if k in clean]
         text += " Their effect on balanced clean accuracy: " + "; ".join(costs) + "."
     if not full:
-        text += " The 2 × 2 × 2 grid is not complete, so these are not main effects: interactions are not separated."
+        text += (" These are simple effects (one factor changed from TAET's own setting), not main effects: the"
+                 " 2 × 2 × 2 grid is not complete, so interactions are not separated.")
     return text
