@@ -111,11 +111,14 @@ def simple_effects(values: dict[str, dict[int, float]], profile: str) -> dict[st
         seeds = sorted(set(values.get(a, {})) & set(values.get(b, {})))
         return paired_difference([values[a][x] for x in seeds], [values[b][x] for x in seeds]) if seeds else None
 
-    pairs = [("gap: AT-BSL − TAET", "AT-BSL", base.label)]
+    one_factor = {}  # factor index -> the cell that changes only that factor
     for c in cs[1:8]:
         changed = [i for i, (lv, bv) in enumerate(zip(c.levels, base.levels)) if lv != bv]
         if len(changed) == 1:
-            pairs.append((f"simple effect: {FACTOR_TEXT[FACTORS[changed[0]][0]]}", c.label, base.label))
+            one_factor[changed[0]] = c
+    pairs = [("gap: AT-BSL − TAET", "AT-BSL", base.label)]
+    pairs += [(f"simple effect: {FACTOR_TEXT[FACTORS[i][0]]}", one_factor[i].label, base.label)
+              for i in sorted(one_factor)]  # in FACTORS' order: attack, HEL scale, stage 1
     pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs[-2:]]
     return {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
 
