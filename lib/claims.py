@@ -466,28 +466,26 @@ def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs")
 # ---------------------------------------------------------------------------------------------------------------
 # The factorial, from the same gathered runs
 # ---------------------------------------------------------------------------------------------------------------
+def _cell_values(profile: str, gathered: dict[str, Any], attack: str) -> dict[str, dict[int, float]]:
+    """{factorial cell label: {seed: balanced `attack` accuracy, %}} over the cells and seeds gathered."""
+    merged = {**gathered["results"], **gathered["cache"]}
+    return {c.label: {s: _bal(attack)(merged[(c.label, s)]) for s in gathered["seeds"] if (c.label, s) in merged}
+            for c in factorial.cells(profile)}
+
+
+METRICS = (("PGD-20", "pgd20"), ("Clean", "clean"))
+
+
 def factorial_effects(profile: str, gathered: dict[str, Any]) -> dict[str, dict[str, Summary]]:
     """{"PGD-20": effects, "Clean": effects} (lib.factorial.effects) from the gathered factorial cells."""
-    merged = {**gathered["results"], **gathered["cache"]}
-    seeds = gathered["seeds"]
-    out = {}
-    for name, attack in (("PGD-20", "pgd20"), ("Clean", "clean")):
-        values = {c.label: [100 * merged[(c.label, s)]["results"][attack]["balanced"] for s in seeds]
-                  for c in factorial.cells(profile)}
-        out[name] = factorial.effects(values, profile)
-    return out
+    return {name: factorial.effects({lbl: list(v.values()) for lbl, v in _cell_values(profile, gathered, a).items()},
+                                    profile) for name, a in METRICS}
 
 
 def factorial_simple_effects(profile: str, gathered: dict[str, Any]) -> dict[str, dict[str, Summary]]:
     """{"PGD-20": ..., "Clean": ...} of `lib.factorial.simple_effects` over the cells and seeds run so far (the
     partial check's factorial)."""
-    merged = {**gathered["results"], **gathered["cache"]}
-    out = {}
-    for name, attack in (("PGD-20", "pgd20"), ("Clean", "clean")):
-        values = {c.label: {s: _bal(attack)(merged[(c.label, s)]) for s in gathered["seeds"] if (c.label, s) in merged}
-                  for c in factorial.cells(profile)}
-        out[name] = factorial.simple_effects(values, profile)
-    return out
+    return {name: factorial.simple_effects(_cell_values(profile, gathered, a), profile) for name, a in METRICS}
 
 
 def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: int, out_dir: str = "outputs",
