@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -540,6 +541,86 @@ def switch_effects(profile: str, gathered: dict[str, Any], out_dir: str = "outpu
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The whole check as one markdown section (README's Results), regenerated from the numbers
+# ---------------------------------------------------------------------------------------------------------------
+README_MARKERS = ("<!-- claims-results:start -->", "<!-- claims-results:end -->")
+
+
+def _setting(profile: str, gathered: dict[str, Any]) -> str:
+    """The runs' setting in one sentence, from the profile's TAET config and (where found) a run's train counts."""
+    cfg = profile_config(profile, "taet")
+    d, t = cfg.data, cfg.train
+    merged = {**gathered["results"], **gathered["cache"]}
+    counts = next((doc["protocol"]["train_counts"] for (lbl, _), doc in sorted(merged.items(), key=str)
+                   if lbl == "taet" and "protocol" in doc), None)
+    train = (f"{sum(counts):,} train images ({counts[0]:,} down to {counts[-1]:,} per class)" if counts else
+             f"train set capped at {d.max_train:,}" if d.max_train else "the full long-tailed train set")
+    test = f"{d.test_protocol} test set" + (f" of {d.max_test:,}" if d.max_test else "")
+    seeds = ", ".join(map(str, gathered["seeds"]))
+    return (f"The runs: {d.dataset}-LT IR {d.imbalance_ratio:g}, {train}, `{cfg.model.arch}`, {t.epochs} epochs, "
+            f"batch {t.batch_size}, lr {t.lr:g}, TAET {cfg.method_args.get('ce_epochs')} clean epochs, evaluation at "
+            f"ε = {cfg.eval.eps * 255:g}/255 on a {test}; seeds {seeds} (same seed = same data draw, initialisation "
+            f"and batch order).")
+
+
+def report(profile: str, res: dict[str, Any]) -> str:
+    """`check()`'s result as one markdown section: the setting, the measured claims (paired, with intervals and
+    verdicts) and their computed reading, each run's accuracy and time, the factorial (main or simple effects) and,
+    when gathered, the fidelity switches, then what is not run yet. Nothing in it is written by hand."""
+    from .tables import format_table
+
+    g, rows = res["gathered"], res["rows"]
+    n = len(g["seeds"])
+    measured = [r for r in rows if r["verdict"] != NOT_RUN]
+    cols = ["claim", "paper", "measured", "n", "verdict"]
+    heads = ["claim", "paper (CIFAR-10-LT)", "measured here: paired difference", "n", "verdict"]
+    switches = " --switches" if "switches_md" in res else ""
+    parts = [f"### Claims check, `{profile}` profile ({n} seed{'s' if n != 1 else ''})",
+             f"`python -m lib claims --profile {profile}{switches}` rebuilds this section from the committed "
+             f"`results/{profile}/` (`--train` trains what is missing, `--export` copies new runs there, `--readme "
+             f"README.md` rewrites this section). " + _setting(profile, g)]
+    scale = scale_reading(g)
+    if scale:
+        parts.append(scale)
+    if measured:
+        parts.append("Claims measured so far (paired differences in points, or seconds for cost; 95% Student-t "
+                     "interval):\n\n" + format_table(heads, [[str(r[k]) for k in cols] for r in measured]))
+    parts += [reading(rows, profile), res["times_md"].strip()]
+    if "factorial_md" in res:
+        parts += [res["factorial_md"].strip(), res["factorial_reading"]]
+    if switches:
+        parts.append(res["switches_md"].strip())
+    absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
+    if absent:  # the claims not run yet are named in the reading above
+        parts.append(f"Not run yet: {len(absent)} of the factorial's {len(factorial.cells(profile))} cells. "
+                     f"{train_hint(profile)}; on a GPU add `--device cuda`.")
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _section_span(path, markers: tuple[str, str] = README_MARKERS) -> tuple[str, int, int]:
+    """(the file's text, the end of its start marker, the start of its end marker); ConfigError when `path` lacks
+    either marker, or has them out of order."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--readme {path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    # each marker counts only as a line of its own (prose may quote it)
+    found = [re.search(rf"^{re.escape(m)}[ \t]*$", text, flags=re.MULTILINE) for m in markers]
+    start, end = (f.start() if f else -1 for f in found)
+    if start < 0 or end < start:
+        raise ConfigError(f"{path} has no section between the lines {markers[0]!r} and {markers[1]!r}: add both "
+                          f"lines, in that order, where the claims report should go")
+    return text, start + len(markers[0]), end
+
+
+def splice_readme(path, section: str, markers: tuple[str, str] = README_MARKERS) -> None:
+    """Replace the text between `markers` in the markdown file `path` by `section` (atomic write); a file without
+    both markers, in order, is left untouched and raises ConfigError."""
+    text, a, b = _section_span(path, markers)
+    runs.atomic_write_text(Path(path), text[:a] + "\n" + section + text[b:])
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Evidence files
 # ---------------------------------------------------------------------------------------------------------------
 def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_DIR) -> list[Path]:
@@ -584,6 +665,8 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
         eff = factorial_effects(profile, g)
         out.update(factorial=eff, factorial_md=save_factorial(eff, profile, len(g["seeds"]), out_dir),
                    factorial_reading=factorial.reading(eff["PGD-20"], eff["Clean"]))
+    out["report_md"] = report(profile, out)
+    runs.atomic_write_text(Path(out_dir) / "claims_report.md", out["report_md"])
     return out
 
 
@@ -612,12 +695,17 @@ def add_cli(sub, fmt) -> None:
     c.add_argument("--switches", action="store_true",
                    help="add the official codes' 28-px protocol switches (no normalisation, the extra clean forward, "
                         "AT-BSL with TAET's attack), each against its method's default run (default: off)")
+    c.add_argument("--readme", default=None, metavar="FILE",
+                   help="rewrite FILE's section between <!-- claims-results:start --> and <!-- claims-results:end "
+                        "--> with the report (also written to OUT_DIR/claims_report.md) (default: off)")
     c.add_argument("--export", action="store_true",
                    help="copy the runs' config.json, eval.json, history.csv to results/<profile>/ (default: off)")
     c.set_defaults(func=_cmd)
 
 
 def _cmd(a) -> int:
+    if a.readme:  # a file that cannot take the report is refused before anything is gathered or trained
+        _section_span(a.readme)
     partial = settings(a.profile)["partial"] if a.partial is None else a.partial
     res = check(a.profile, out_dir=a.out_dir, results_dir=a.results_dir, device=a.device, train_missing=a.train,
                 workers=a.workers, factorial_cells=not a.no_factorial, partial=partial, switches=a.switches)
@@ -631,6 +719,9 @@ def _cmd(a) -> int:
         print(res["factorial_note"])
     if "switches_md" in res:
         print(res["switches_md"])
+    if a.readme:
+        splice_readme(a.readme, res["report_md"])
+        print(f"rewrote the claims section of {a.readme}")
     if a.export:
         written = export_results(a.profile, res["gathered"], a.results_dir)
         print(f"exported {len(written)} run(s) to {Path(a.results_dir) / a.profile}")
@@ -638,4 +729,4 @@ def _cmd(a) -> int:
 
 
 __all__ = ["MissingRunsError", "claim_runs", "claims", "gather", "evaluate_claims", "save_claims", "reading",
-           "factorial_effects", "export_results", "check"]
+           "factorial_effects", "export_results", "check", "report", "splice_readme"]

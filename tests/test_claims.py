@@ -137,6 +137,54 @@ def test_a_partial_check_reports_missing_claims_as_not_run_and_trains_nothing(tm
         claims.check("smoke", out_dir=str(out), results_dir=str(res_dir))
 
 
+def test_the_report_is_one_section_and_rewrites_only_the_readme_between_its_markers(tmp_path):
+    out, res_dir = tmp_path / "out", tmp_path / "results"
+    cfgs = claims.run_configs("smoke", ["taet", "atbsl"], [0, 1], device="cpu", out_dir=str(out))
+    for (lbl, s), cfg in cfgs.items():  # TAET 10 and 11 points above AT-BSL; nothing else trained
+        _write_run(res_dir / "smoke" / runs.run_dir(cfg).name, cfg,
+                   {"clean": 80.0, "pgd20": 50.0 + (10 + s) * (lbl == "taet")})
+    res = claims.check("smoke", out_dir=str(out), results_dir=str(res_dir), partial=True)
+    md = res["report_md"]
+    assert md == (out / "claims_report.md").read_text()
+    assert md.startswith("### Claims check, `smoke` profile (2 seeds)")
+    assert "595 train images (100 down to 19 per class)" in md and "seeds 0, 1 (same seed" in md
+    # the measured claims only, with their computed values; the claims not run are named by the reading
+    row = next(x for x in md.splitlines() if x.startswith("| Table 1: TAET's balanced PGD-20 robustness is above AT-B"))
+    assert "+10.5 ± 0.7, 95% CI [+4.1, +16.9]" in row and row.rstrip(" |").endswith("supported")
+    assert "| Table 1: TAET's balanced PGD-20 robustness is above AT's" not in md
+    assert "**Not run yet** (" in md and "Not run yet: 9 of the factorial's 11 cells" in md
+    assert "partial (2 of 11 cells run" in md
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# Kit\nbefore `<!-- claims-results:start -->` quoted\n<!-- claims-results:start -->\n"
+                      "old numbers\n<!-- claims-results:end -->\nafter\n")
+    claims.splice_readme(readme, md)
+    text = readme.read_text()
+    assert text.startswith("# Kit\nbefore `<!-- claims-results:start -->` quoted\n<!-- claims-results:start -->\n"
+                           "### Claims check") and "old numbers" not in text
+    assert text.endswith(md + "<!-- claims-results:end -->\nafter\n")
+    claims.splice_readme(readme, md)
+    assert readme.read_text() == text  # idempotent
+    bare = tmp_path / "NOTES.md"
+    bare.write_text("no markers, only a quoted `<!-- claims-results:start -->`\n<!-- claims-results:end -->\n")
+    with pytest.raises(claims.ConfigError, match="claims-results:start"):
+        claims.splice_readme(bare, md)
+    assert bare.read_text().startswith("no markers")
+
+
+def test_the_cli_refuses_a_readme_without_markers_before_gathering(tmp_path, capsys):
+    from lib.__main__ import main
+
+    bare = tmp_path / "NOTES.md"
+    bare.write_text("no markers\n")
+    # an empty results folder would stop a strict smoke check with MissingRunsError: the readme is refused first
+    assert main(["claims", "--profile", "smoke", "--out-dir", str(tmp_path / "out"), "--results-dir",
+                 str(tmp_path / "none"), "--readme", str(bare)]) == 2
+    err = capsys.readouterr().err
+    assert "has no section between the lines '<!-- claims-results:start -->'" in err and "MissingRuns" not in err
+    assert "needs" not in err and not (tmp_path / "out").exists()
+
+
 def _write_run(folder, cfg, values, attacks=("clean", "pgd20")):
     """A run folder as the kit writes it (config.json, eval.json, history.csv), with made-up results."""
     folder.mkdir(parents=True, exist_ok=True)
