@@ -61,7 +61,9 @@ def _cpu(cfg: RunConfig) -> RunConfig:
 
 @pytest.mark.parametrize("profile,method", sorted(HASHES_BEFORE))
 def test_switches_keep_todays_hashes(profile, method):
-    cfg = _cpu(profile_config(profile, method))
+    cfg = profile_config(profile, method)
+    # those hashes were taken when every profile tracked every run (now only notebook 01 asks for it)
+    cfg = _cpu(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, track_every=1)))
     assert cfg.data.resize_before_crop is None
     assert cfg.method_args.get("extra_clean_forward", False) is False
     assert config_hash(cfg) == HASHES_BEFORE[(profile, method)]

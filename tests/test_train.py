@@ -216,3 +216,19 @@ def test_bad_speed_settings_fail_before_any_work(tmp_path, field, value, message
     with pytest.raises(ConfigError, match=message):
         train_run(replace(cfg, train=replace(cfg.train, **{field: value})), verbose=False)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_per_epoch_tracking_leaves_the_trained_weights_unchanged(tmp_path, method):
+    """Tracking (Fig. 1-2) attacks a test subset after each epoch with its own generator, in eval mode: the weights
+    and losses must be those of the same run untracked, which is why profiles can track only where a figure reads
+    it (notebook 01) without changing any other result."""
+    args = {"ce_epochs": 1} if method == "taet" else {}
+    base = small_cfg(tmp_path, method, epochs=2, **args)
+    tracked = train_run(override(base, {"out_dir": str(tmp_path / "t"), "train.track_every": 1,
+                                        "train.track_size": 60}), verbose=False)
+    plain = train_run(override(base, {"out_dir": str(tmp_path / "p"), "train.track_every": 0}), verbose=False)
+    assert "track_pgd_bal" in tracked.history[-1] and "track_pgd_bal" not in plain.history[-1]
+    for (k, a), b in zip(tracked.model.state_dict().items(), plain.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["loss"] for r in tracked.history] == [r["loss"] for r in plain.history]
