@@ -380,12 +380,16 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
     check, which are not run yet)."""
     by = {v: [r for r in rows if r["verdict"] == v] for v in ("supported", "contradicted", "inconclusive", NOT_RUN)}
 
-    def names(rs):
-        return "; ".join(r["claim"].rstrip(".") for r in rs)
+    ns = [r["n"] for r in rows if r["verdict"] != NOT_RUN]
+    n, most = min(ns, default=0), max(ns, default=0)
 
-    n = min((r["n"] for r in rows if r["verdict"] != NOT_RUN), default=0)
+    def names(rs):  # a claim measured over fewer seeds than the others says so: its verdict may still move
+        return "; ".join(r["claim"].rstrip(".") + (f" ({r['n']} of {most} seeds so far)"
+                                                     if r["verdict"] != NOT_RUN and r["n"] < most else "") for r in rs)
+
     measured = len(rows) - len(by[NOT_RUN])
-    text = [f"Of {measured} claims measured at this scale (n = {n} seed{'s' if n != 1 else ''} per run): "
+    per_run = f"{n}" if n == most else f"{n} to {most}"
+    text = [f"Of {measured} claims measured at this scale (n = {per_run} seed{'s' if most != 1 else ''} per run): "
             f"{len(by['supported'])} supported, {len(by['contradicted'])} contradicted, "
             f"{len(by['inconclusive'])} inconclusive."]
     if by[NOT_RUN]:

@@ -83,6 +83,16 @@ def test_one_seed_says_no_interval_and_is_inconclusive():
     assert "With one seed there is no interval" in claims.reading(rows)
 
 
+def test_a_claim_measured_over_fewer_seeds_than_the_others_says_so_in_the_reading():
+    g = gathered({"taet": [doc(60), doc(62), doc(64)], "atbsl": [doc(50)] * 3, "at": [doc(70), doc(71)]})
+    rows = claims.evaluate_claims("fashion", g)
+    assert find(rows, "above AT's")["n"] == 2 and find(rows, "above AT-BSL's.")["n"] == 3
+    text = claims.reading(rows, "fashion")
+    assert "(n = 2 to 3 seeds per run)" in text
+    assert "**Do not hold:** Table 1: TAET's balanced PGD-20 robustness is above AT's (2 of 3 seeds so far)" in text
+    assert "above AT-BSL's (" not in text and "IR 20 (" not in text  # complete and not-run claims: no suffix
+
+
 def test_reading_and_table_files(tmp_path):
     g = gathered({"taet": [doc(60), doc(62), doc(64)], "atbsl": [doc(50)] * 3, "at": [doc(70), doc(71), doc(75)]})
     rows = claims.evaluate_claims("fashion", g)
