@@ -351,12 +351,17 @@ def _agreement(c: Claim, gathered: dict[str, Any], seeds) -> str:
 TABLE_COLUMNS = ("claim", "paper", "measured", "n", "verdict", "source", "vs committed")
 
 
+def _test_set(d) -> str:
+    """'balanced test set of 1,000' (the protocol, and the cap where there is one)."""
+    return f"{d.test_protocol} test set" + (f" of {d.max_test:,}" if d.max_test else "")
+
+
 def scale_label(profile: str) -> str:
     """What the measurements are: data set, IR, train cap, ε, test set and protocol, seeds (for titles)."""
     cfg = profile_config(profile, "taet")
     d, n = cfg.data, len(profile_seeds(profile))
     cap = f", train capped at {d.max_train:,}" if d.max_train else ""
-    test = f"{d.test_protocol} test set" + (f" of {d.max_test:,}" if d.max_test else "")
+    test = _test_set(d)
     return (f"{profile} profile: {d.dataset}-LT IR {d.imbalance_ratio:g}{cap}, {cfg.model.arch}, "
             f"{cfg.train.epochs} epochs, ε = {cfg.eval.eps * 255:g}/255, {test}; "
             f"paired differences (points; seconds for cost) over {n} seed{'s' if n != 1 else ''}")
@@ -559,7 +564,7 @@ def _setting(profile: str, gathered: dict[str, Any]) -> str:
                    if lbl == "taet" and "protocol" in doc), None)
     train = (f"{sum(counts):,} train images ({counts[0]:,} down to {counts[-1]:,} per class)" if counts else
              f"train set capped at {d.max_train:,}" if d.max_train else "the full long-tailed train set")
-    test = f"{d.test_protocol} test set" + (f" of {d.max_test:,}" if d.max_test else "")
+    test = _test_set(d)
     seeds = ", ".join(map(str, gathered["seeds"]))
     return (f"The runs: {d.dataset}-LT IR {d.imbalance_ratio:g}, {train}, `{cfg.model.arch}`, {t.epochs} epochs, "
             f"batch {t.batch_size}, lr {t.lr:g}, TAET {cfg.method_args.get('ce_epochs')} clean epochs, evaluation at "
@@ -594,7 +599,7 @@ def report(profile: str, res: dict[str, Any]) -> str:
         parts += [res["factorial_md"].strip(), res["factorial_reading"]]
     if switches:
         parts.append(res["switches_md"].strip())
-    absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
+    absent = res.get("factorial_missing", [])
     if absent:  # the claims not run yet are named in the reading above
         parts.append(f"Not run yet: {len(absent)} of the factorial's {len(factorial.cells(profile))} cells. "
                      f"{train_hint(profile)}; on a GPU add `--device cuda`.")
@@ -657,6 +662,7 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
     if switches:
         out["switches_md"] = switch_effects(profile, g, out_dir)
     absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
+    out["factorial_missing"] = absent if factorial_cells else []
     if factorial_cells and absent:
         out["factorial_note"] = (f"The factorial is not run yet: {len(absent)} of its {len(factorial.cells(profile))} "
                                  f"cells lack runs for some seed ({'; '.join(absent)}). {train_hint(profile)}.")
