@@ -308,7 +308,8 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
     profiles = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
     for profile in profiles:
         committed = {p.name for p in (root / profile).iterdir() if p.is_dir()}
-        g = claims.gather(profile, out_dir=str(tmp_path / "empty"), results_dir=str(root), partial=True)
+        g = claims.gather(profile, out_dir=str(tmp_path / "empty"), results_dir=str(root), partial=True,
+                          switch_cells=True)  # the fidelity switches' runs are committed evidence too
         found = {Path(doc["folder"]).name for doc in g["results"].values()}
         assert committed == found, f"results/{profile}: not read by today's code: {sorted(committed - found)}"
         assert not g["cache"]
