@@ -317,7 +317,7 @@ def evaluate_claims(profile: str, gathered: dict[str, Any]) -> list[dict[str, An
                  if lacking else "")
         shifted = _summary([v - c.threshold for v in vals])
         src = {("cache" if (lbl, x) in gathered["cache"] else "results") for lbl in c.runs for x in complete}
-        row = {"claim": c.text + (f" (rival: {note})" if note else ""), "paper": c.paper,
+        row = {"claim": (c.text.rstrip(".") + f" (rival: {note})." if note else c.text), "paper": c.paper,
                "measured": _measured(s, c.unit) + short, "n": s.n, "verdict": verdict(shifted, c.direction),
                "source": {"cache": "your runs", "results": "results/"}.get(src.pop(), "") if len(src) == 1 else
                "your runs + results/", "vs committed": _agreement(c, gathered, seeds),
@@ -401,12 +401,13 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
         hint = f" {train_hint(profile)}." if profile else ""
         text.append(f"**Not run yet** ({len(by[NOT_RUN])}; the table names the runs each needs): "
                     f"{names(by[NOT_RUN])}.{hint}")
-    if measured and n < 2:
+    if measured and most < 2:
         text.append("With one seed there is no interval, so no claim can be decided: every verdict is inconclusive.")
+    # with mixed seed counts the lists stand; a one-seed claim is always inconclusive, and says its count
     labels = {"supported": "Hold", "contradicted": "Do not hold",
-              "inconclusive": "Undecided (the interval includes the threshold)"}
+              "inconclusive": "Undecided (the interval includes the threshold, or one seed gives none)"}
     for v, what in labels.items():
-        if by[v] and n >= 2:
+        if by[v] and most >= 2:
             text.append(f"**{what}:** {names(by[v])}.")
     return "\n\n".join(text)
 

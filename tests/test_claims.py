@@ -93,6 +93,18 @@ def test_a_claim_measured_over_fewer_seeds_than_the_others_says_so_in_the_readin
     assert "above AT-BSL's (" not in text and "IR 20 (" not in text  # complete and not-run claims: no suffix
 
 
+def test_one_single_seed_claim_does_not_hide_the_readings_of_the_others():
+    # AT trained at seed 0 only: its claim is one seed (inconclusive), the AT-BSL claims still read over 3 seeds
+    g = gathered({"taet": [doc(60), doc(62), doc(64)], "atbsl": [doc(50)] * 3, "at": [doc(70)]})
+    rows = claims.evaluate_claims("fashion", g)
+    assert find(rows, "above AT's")["n"] == 1 and find(rows, "above AT's")["verdict"] == "inconclusive"
+    text = claims.reading(rows, "fashion")
+    assert "every verdict is inconclusive" not in text
+    assert "**Hold:** Table 1: TAET's balanced PGD-20 robustness is above AT-BSL's" in text
+    assert "Table 1: TAET's balanced PGD-20 robustness is above AT's (1 of 3 seeds so far)" in text.split(
+        "**Undecided")[1]
+
+
 def test_reading_and_table_files(tmp_path):
     g = gathered({"taet": [doc(60), doc(62), doc(64)], "atbsl": [doc(50)] * 3, "at": [doc(70), doc(71), doc(75)]})
     rows = claims.evaluate_claims("fashion", g)
