@@ -403,12 +403,10 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
                     f"{names(by[NOT_RUN])}.{hint}")
     if measured and most < 2:
         text.append("With one seed there is no interval, so no claim can be decided: every verdict is inconclusive.")
-    # with mixed seed counts the lists stand; a one-seed claim is always inconclusive, and says its count
-    labels = {"supported": "Hold", "contradicted": "Do not hold",
-              "inconclusive": "Undecided (the interval includes the threshold, or one seed gives none)"}
-    for v, what in labels.items():
-        if by[v] and most >= 2:
-            text.append(f"**{what}:** {names(by[v])}.")
+    elif measured:  # with mixed seed counts the lists stand; a one-seed claim is inconclusive and says its count
+        labels = {"supported": "Hold", "contradicted": "Do not hold",
+                  "inconclusive": "Undecided (the interval includes the threshold, or one seed gives none)"}
+        text += [f"**{what}:** {names(by[v])}." for v, what in labels.items() if by[v]]
     return "\n\n".join(text)
 
 
