@@ -345,3 +345,31 @@ def test_switch_effects_pair_each_switch_with_its_methods_default_run(tmp_path):
     assert extra[1].startswith("+2.0 ± 0.0") and extra[3] == "2"
     assert rows["TAET · no input normalisation"][1:] == ["not run yet", "not run yet", "0"]
     assert "Fidelity switches" in res["switches_md"]
+
+
+def _fig7_rows(per_length):
+    """Fig. 7's row from {clean epochs: PGD-20 per seed} (fashion: 8 of 20 epochs is its ~40%; rivals 0, 4, 12)."""
+    g = gathered({f"taet {e} clean epochs": [doc(v) for v in vals] for e, vals in per_length.items()})
+    return find(claims.evaluate_claims("fashion", g), "Fig. 7")
+
+
+def test_fig7_needs_every_other_length_beaten_with_bonferroni_simultaneous_intervals():
+    # df = 2 has a closed-form t quantile: F(t) = 1/2 + t / (2 √(2 + t²)), so t_q = √(8a² / (1 − 4a²)), a = q − 1/2.
+    # Three rivals: each interval at 1 − 0.05/3, i.e. q = 1 − 0.05/6.
+    a = 0.5 - 0.05 / 6
+    t = math.sqrt(8 * a * a / (1 - 4 * a * a))  # 7.6488
+    # 40% beats 0 and 12 clearly and 4 by 1.5, 2, 2.5 points (mean 2, std 0.5): 4 decides, its interval holds 0
+    r = _fig7_rows({8: [70, 71, 72], 0: [60, 60, 60], 4: [68.5, 69, 69.5], 12: [50, 51, 52]})
+    half = t * 0.5 / math.sqrt(3)
+    assert (r["low"], r["high"]) == (pytest.approx(2 - half, abs=1e-4), pytest.approx(2 + half, abs=1e-4))
+    assert r["verdict"] == "inconclusive" and "rival: taet 4 clean epochs, deciding of 3 rivals" in r["claim"]
+    assert r["measured"].endswith(f"98.3% CI [{2 - half:+.1f}, {2 + half:+.1f}]")
+    # the same differences at 95% alone (t = 4.302653) would exclude 0: the correction is what keeps it open
+    assert 2 - 4.302653 * 0.5 / math.sqrt(3) > 0 > 2 - half
+    # every rival beaten by a margin that survives the correction: supported
+    r = _fig7_rows({8: [70, 71, 72], 0: [60, 60, 61], 4: [60, 61, 61], 12: [50, 51, 52]})
+    assert r["verdict"] == "supported" and "rival: taet 4 clean epochs" in r["claim"]  # 4's bound is the lowest
+    # one length clearly better: contradicted, named, whatever the others do
+    r = _fig7_rows({8: [70, 71, 72], 0: [80, 81, 82], 4: [75, 76, 77], 12: [50, 51, 52]})
+    assert r["verdict"] == "contradicted" and "rival: taet 0 clean epochs" in r["claim"]
+    assert r["mean"] == pytest.approx(-10.0)
