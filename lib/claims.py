@@ -358,6 +358,8 @@ def _agreement(c: Claim, gathered: dict[str, Any], seeds) -> str:
     if all(gathered["cache"][(lbl, s)]["folder"] == gathered["results"][(lbl, s)]["folder"]
            for lbl in c.runs for s in seeds):
         return "-"
+    if mine[1] != theirs[1]:  # Fig. 7: different deciding rivals are different comparisons
+        return f"differs: yours decided by {mine[1].split(',')[0]}, committed by {theirs[1].split(',')[0]}"
     m, t = _summary(mine[0]), _summary(theirs[0])
     if t.n < 2 or math.isnan(t.low):
         return f"yours {m.mean:+.1f} vs committed {t.mean:+.1f} (1 seed, no interval)"

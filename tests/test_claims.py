@@ -373,3 +373,19 @@ def test_fig7_needs_every_other_length_beaten_with_bonferroni_simultaneous_inter
     r = _fig7_rows({8: [70, 71, 72], 0: [80, 81, 82], 4: [75, 76, 77], 12: [50, 51, 52]})
     assert r["verdict"] == "contradicted" and "rival: taet 0 clean epochs" in r["claim"]
     assert r["mean"] == pytest.approx(-10.0)
+
+
+def test_fig7_agreement_names_different_deciding_rivals():
+    mine = gathered({f"taet {e} clean epochs": [doc(v) for v in vals]
+                     for e, vals in {8: [70, 71, 72], 0: [80, 81, 82], 4: [60, 60, 60], 12: [50, 51, 52]}.items()})
+    theirs = gathered({f"taet {e} clean epochs": [dict(doc(v), folder="y") for v in vals]
+                       for e, vals in {8: [70, 71, 72], 0: [60, 60, 60], 4: [80, 81, 82], 12: [50, 51, 52]}.items()},
+                      source="results")
+    r = find(claims.evaluate_claims("fashion", {**mine, "results": theirs["results"]}), "Fig. 7")
+    assert r["vs committed"] == ("differs: yours decided by taet 0 clean epochs, committed by taet 4 clean epochs")
+    # the same deciding rival: the usual comparison of means against the committed interval
+    theirs = gathered({f"taet {e} clean epochs": [dict(doc(v), folder="y") for v in vals]
+                       for e, vals in {8: [70, 71, 72], 0: [80, 81, 83], 4: [60, 60, 60], 12: [50, 51, 52]}.items()},
+                      source="results")
+    r = find(claims.evaluate_claims("fashion", {**mine, "results": theirs["results"]}), "Fig. 7")
+    assert r["vs committed"].startswith("agrees: yours -10.0")
