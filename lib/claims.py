@@ -125,6 +125,17 @@ def _read_doc(folder: Path, cfg: RunConfig, attacks) -> dict[str, Any] | None:
     return {**doc, "history": runs.read_csv(hist) if hist.exists() else [], "folder": str(folder)}
 
 
+def locate_diverged(cfg: RunConfig, profile: str, results_dir=RESULTS_DIR) -> dict[str, Any] | None:
+    """The run's divergence record (`lib.runs.write_diverged`) from the cache, else from results/<profile>/, with
+    the folder it was found in; None where neither has one for this config."""
+    name = runs.run_dir(cfg).name
+    for folder in (runs.run_dir(cfg), Path(results_dir) / profile / name):
+        rec = runs.read_diverged(folder, cfg)
+        if rec is not None:
+            return {**rec, "folder": str(folder)}
+    return None
+
+
 def locate(cfg: RunConfig, attacks, profile: str, results_dir=RESULTS_DIR) -> tuple[dict | None, dict | None]:
     """(the run from the cache, the run from results/<profile>/), each None where absent or out of date."""
     name = runs.run_dir(cfg).name
@@ -246,17 +257,22 @@ def _fig7_value(claim: Claim, per_seed: list[dict[str, dict]], confidence: float
 def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "outputs", results_dir=RESULTS_DIR,
            train_missing: bool = False, workers: int | None = None, factorial_cells: bool = True,
            partial: bool = False, switch_cells: bool = False) -> dict[str, Any]:
-    """{"cache": {(label, seed): doc}, "results": {...}, "seeds": [...], "missing": [(label, seed)], ...}: every
-    claims run, from the run cache and from results/. Runs in neither are trained through `lib.sweep` when
-    `train_missing` (`workers` at once; default `lib.sweep.default_workers`), else listed in "missing" when
-    `partial`, else MissingRunsError naming them and the command that trains them."""
+    """{"cache": {(label, seed): doc}, "results": {...}, "seeds": [...], "missing": [(label, seed)], "diverged":
+    {(label, seed): record}, ...}: every claims run, from the run cache and from results/. A run whose training
+    diverged (NaN/inf loss; its diverged.json in either place) is in "diverged", not trained again. Other runs in
+    neither place are trained through `lib.sweep` when `train_missing` (`workers` at once; default
+    `lib.sweep.default_workers`), else listed in "missing" when `partial`, else MissingRunsError naming them and the
+    command that trains them."""
     from .config import check_seeds
 
     seeds = check_seeds(seeds if seeds is not None else profile_seeds(profile), f"claims check ({profile})")
     labels = list(claim_runs(profile, factorial_cells, switch_cells))
     cfgs = run_configs(profile, labels, seeds, device=device, out_dir=out_dir)
     found = {k: locate(c, _attacks(profile, k[0]), profile, results_dir) for k, c in cfgs.items()}
-    missing = [k for k, (c, r) in found.items() if c is None and r is None]
+    # a run that diverged is an outcome, not a missing run: it is reported as such and not trained again
+    diverged = {k: rec for k, (c, r) in found.items() if c is None and r is None
+                and (rec := locate_diverged(cfgs[k], profile, results_dir)) is not None}
+    missing = [k for k, (c, r) in found.items() if c is None and r is None and k not in diverged]
     if missing and not train_missing and not partial:
         by_name: dict[str, list[str]] = {}
         for lbl, s in missing:
@@ -267,17 +283,25 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
             f"{Path(results_dir) / profile}:\n{names}\n{train_hint(profile)}, or restore the committed "
             f"{results_dir}/ folder")
     if missing and train_missing:
-        from .sweep import default_workers, run_sweep
+        from .sweep import SweepError, default_workers, run_sweep
 
         workers = default_workers(device) if workers is None else workers
+        failure = None
         for spec in training_specs(profile, missing, device=device, out_dir=out_dir):
             # one worker: this process, with its thread settings; several: spawned 1-thread processes (lib.seeded)
-            run_sweep(spec, executor="inline" if workers <= 1 else "local", workers=workers)
+            try:
+                run_sweep(spec, executor="inline" if workers <= 1 else "local", workers=workers)
+            except SweepError as e:  # runs that diverged are reported below; any other failure is raised
+                failure = e
         found.update({k: locate(cfgs[k], _attacks(profile, k[0]), profile, results_dir) for k in missing})
+        diverged.update({k: rec for k in missing if found[k] == (None, None)
+                         and (rec := locate_diverged(cfgs[k], profile, results_dir)) is not None})
+        if failure is not None and any(found[k] == (None, None) and k not in diverged for k in missing):
+            raise failure
         missing = []
     return {"cache": {k: c for k, (c, _) in found.items() if c is not None},
             "results": {k: r for k, (_, r) in found.items() if r is not None}, "seeds": seeds, "configs": cfgs,
-            "missing": missing}
+            "missing": missing, "diverged": diverged}
 
 
 def train_hint(profile: str) -> str:
@@ -322,17 +346,17 @@ def evaluate_claims(profile: str, gathered: dict[str, Any]) -> list[dict[str, An
         # a partial check measures a claim over the seeds that have all its runs (the row says which are missing)
         complete = [x for x in seeds if all((lbl, x) in merged for lbl in c.runs)]
         got = _values(c, merged, complete) if complete else None
-        if got is None:  # partial: say which runs the claim still needs
-            absent = [f"{lbl} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})" for lbl in c.runs
-                      if (ss := [s for s in seeds if (lbl, s) not in merged])]
-            rows.append({"claim": c.text, "paper": c.paper, "measured": "not run yet: " + "; ".join(absent), "n": 0,
-                         "verdict": NOT_RUN, "source": "-", "vs committed": "-",
-                         "mean": math.nan, "low": math.nan, "high": math.nan})
+        if got is None:  # partial: say which runs the claim still needs (or which could not be trained)
+            rows.append({"claim": c.text, "paper": c.paper, "measured": _absent_runs(c, merged, gathered, seeds),
+                         "n": 0, "verdict": NOT_RUN, "source": "-", "vs committed": "-",
+                         "mean": math.nan, "low": math.nan, "high": math.nan,
+                         "diverged": any((lbl, x) in gathered.get("diverged", {}) for lbl in c.runs for x in seeds)})
             continue
         vals, note, s, v = got
         lacking = [x for x in seeds if x not in complete]
-        short = (f" (seed{'s' if len(lacking) > 1 else ''} {', '.join(map(str, lacking))} not run yet)"
-                 if lacking else "")
+        div = [x for x in lacking if any((lbl, x) in gathered.get("diverged", {}) for lbl in c.runs)]
+        short = "".join(f" (seed{'s' if len(xs) > 1 else ''} {', '.join(map(str, xs))} {what})" for xs, what in
+                        (([x for x in lacking if x not in div], "not run yet"), (div, "diverged")) if xs)
         src = {("cache" if (lbl, x) in gathered["cache"] else "results") for lbl in c.runs for x in complete}
         row = {"claim": (c.text.rstrip(".") + f" (rival: {note})." if note else c.text), "paper": c.paper,
                "measured": _measured(s, c.unit) + short, "n": s.n, "verdict": v,
@@ -341,6 +365,19 @@ def evaluate_claims(profile: str, gathered: dict[str, Any]) -> list[dict[str, An
                "mean": s.mean, "low": s.low, "high": s.high}
         rows.append(row)
     return rows
+
+
+def _absent_runs(c: Claim, merged: dict, gathered: dict[str, Any], seeds) -> str:
+    """What a claim lacks: 'not run yet: label (seeds ..)' and 'diverged: label (seed s: NaN/inf loss at epoch e)'."""
+    dv, todo, bad = gathered.get("diverged", {}), [], []
+    for lbl in c.runs:
+        if ss := [s for s in seeds if (lbl, s) not in merged and (lbl, s) not in dv]:
+            todo.append(f"{lbl} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})")
+        if ss := [s for s in seeds if (lbl, s) in dv]:
+            when = ", ".join(f"seed {s} at epoch {dv[(lbl, s)]['epoch']}" for s in ss)
+            bad.append(f"{lbl} ({when})")
+    return "; ".join(p for p in ("not run yet: " + "; ".join(todo) if todo else "",
+                                 "diverged (NaN/inf loss): " + "; ".join(bad) if bad else "") if p)
 
 
 def _measured(s: Summary, unit: str) -> str:
@@ -416,10 +453,14 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
     text = [f"Of {measured} claims measured at this scale (n = {per_run} seed{'s' if most != 1 else ''} per run): "
             f"{len(by['supported'])} supported, {len(by['contradicted'])} contradicted, "
             f"{len(by['inconclusive'])} inconclusive."]
-    if by[NOT_RUN]:
+    failed = [r for r in by[NOT_RUN] if r.get("diverged")]
+    todo = [r for r in by[NOT_RUN] if not r.get("diverged")]
+    if todo:
         hint = f" {train_hint(profile)}." if profile else ""
-        text.append(f"**Not run yet** ({len(by[NOT_RUN])}; the table names the runs each needs): "
-                    f"{names(by[NOT_RUN])}.{hint}")
+        text.append(f"**Not run yet** ({len(todo)}; the table names the runs each needs): {names(todo)}.{hint}")
+    if failed:
+        text.append(f"**Not measurable: a run diverged** ({len(failed)}; NaN/inf loss, recorded in the run's "
+                    f"diverged.json and not trained again): {names(failed)}.")
     if measured and most < 2:
         text.append("With one seed there is no interval, so no claim can be decided: every verdict is inconclusive.")
     elif measured:  # with mixed seed counts the lists stand; a one-seed claim is inconclusive and says its count
@@ -504,10 +545,32 @@ def _cell_values(profile: str, gathered: dict[str, Any], attack: str) -> dict[st
 METRICS = (("PGD-20", "pgd20"), ("Clean", "clean"))
 
 
-def factorial_effects(profile: str, gathered: dict[str, Any]) -> dict[str, dict[str, Summary]]:
-    """{"PGD-20": effects, "Clean": effects} (lib.factorial.effects) from the gathered factorial cells."""
+def factorial_effects(profile: str, gathered: dict[str, Any], diverged=()) -> dict[str, dict[str, Summary]]:
+    """{"PGD-20": effects, "Clean": effects} (lib.factorial.effects) from the gathered factorial cells; `diverged`:
+    the labels of cells whose training diverged."""
     return {name: factorial.effects({lbl: list(v.values()) for lbl, v in _cell_values(profile, gathered, a).items()},
-                                    profile) for name, a in METRICS}
+                                    profile, diverged) for name, a in METRICS}
+
+
+def diverged_note(gathered: dict[str, Any], labels, effects: dict[str, Summary]) -> str:
+    """The factorial cells whose training diverged (seeds, epoch, lr, from their diverged.json and config), and
+    what that does to the main effects; "" when none did."""
+    if not labels:
+        return ""
+    parts = []
+    for lbl in labels:
+        recs = {s: rec for (lb, s), rec in sorted(gathered["diverged"].items()) if lb == lbl}
+        epochs = sorted({rec["epoch"] for rec in recs.values()})
+        lr = {gathered["configs"][(lbl, s)].train.lr for s in recs}
+        parts.append(f"{lbl} (seed{'s' if len(recs) > 1 else ''} {', '.join(map(str, recs))} of "
+                     f"{len(gathered['seeds'])}, in epoch {', '.join(map(str, epochs))}, lr "
+                     f"{', '.join(f'{x:g}' for x in sorted(lr))})")
+    text = (f"**Diverged** (NaN/inf loss; no result, recorded in the run's diverged.json and not trained again): "
+            f"{'; '.join(parts)}.")
+    if any("settings of the other factors" in k for k in effects):
+        text += (" A main effect marked \"over k of 4 settings\" averages its paired differences over the settings "
+                 "of the other two factors where both of its cells trained, so it holds for those settings only.")
+    return text
 
 
 def factorial_simple_effects(profile: str, gathered: dict[str, Any]) -> dict[str, dict[str, Summary]]:
@@ -517,9 +580,10 @@ def factorial_simple_effects(profile: str, gathered: dict[str, Any]) -> dict[str
 
 
 def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: int, out_dir: str = "outputs",
-                   cells_run: int | None = None) -> str:
+                   cells_run: int | None = None, note: str = "") -> str:
     """outputs/tables/factorial.md|csv; `cells_run`: how many of the grid's cells have every seed, when not all
-    (the table then holds the simple effects measured so far, each row with its own n)."""
+    (the table then holds the simple effects measured so far, each row with its own n); `note`: a line under the
+    table (the cells that diverged)."""
     from .tables import format_table
 
     header, rows = factorial.effects_rows(by_metric)
@@ -530,7 +594,8 @@ def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: in
                 f"effects measured so far")
         seeds = "n = the seeds each pair shares"
     md = (f"**Factorial: why TAET trails AT-BSL, {what}, on balanced clean accuracy and PGD-20 robustness "
-          f"({scale_label(profile).split(';')[0]}; points, {seeds})**\n\n" + format_table(header, rows) + "\n")
+          f"({scale_label(profile).split(';')[0]}; points, {seeds})**\n\n" + format_table(header, rows) + "\n"
+          + (f"\n{note}\n" if note else ""))
     tables = Path(out_dir) / "tables"
     runs.atomic_write_text(tables / "factorial.md", md)
     runs.atomic_write_csv(tables / "factorial.csv", [dict(zip(header, r)) for r in rows])
@@ -651,15 +716,18 @@ def splice_readme(path, section: str, markers: tuple[str, str] = README_MARKERS)
 # Evidence files
 # ---------------------------------------------------------------------------------------------------------------
 def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_DIR) -> list[Path]:
-    """Copy config.json, eval.json and history.csv (no checkpoint) of every claims run in the cache to
+    """Copy config.json, eval.json and history.csv (no checkpoint) of every claims run in the cache, and
+    config.json, diverged.json and any history.csv of every cached run that diverged, to
     results/<profile>/<run name>/; returns the folders written."""
     written = []
-    for src in sorted({Path(doc["folder"]) for doc in gathered["cache"].values()}):
+    folders = {Path(doc["folder"]) for doc in gathered["cache"].values()}
+    folders |= {Path(rec["folder"]) for rec in gathered.get("diverged", {}).values()}
+    for src in sorted(folders):
         dest = Path(results_dir) / profile / src.name
         if dest.resolve() == src.resolve():
             continue
         dest.mkdir(parents=True, exist_ok=True)
-        for f in EVIDENCE_FILES:
+        for f in EVIDENCE_FILES + (runs.DIVERGED_FILE,):
             if (src / f).exists():
                 runs.atomic_write_text(dest / f, (src / f).read_text())
         written.append(dest)
@@ -679,19 +747,23 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
            "reading": scale_reading(g) + "\n\n" + reading(rows, profile), "times_md": wall_times(profile, g, out_dir)}
     if switches:
         out["switches_md"] = switch_effects(profile, g, out_dir)
-    absent = sorted({lbl for lbl, _ in g["missing"]} & {c.label for c in factorial.cells(profile)})
+    labels = {c.label for c in factorial.cells(profile)}
+    absent = sorted({lbl for lbl, _ in g["missing"]} & labels)
+    dead = sorted({lbl for lbl, _ in g["diverged"]} & labels)
     out["factorial_missing"] = absent if factorial_cells else []
     if factorial_cells and absent:
         out["factorial_note"] = (f"The factorial is not run yet: {len(absent)} of its {len(factorial.cells(profile))} "
                                  f"cells lack runs for some seed ({'; '.join(absent)}). {train_hint(profile)}.")
         eff = factorial_simple_effects(profile, g)
         if "gap: AT-BSL − TAET" in eff["PGD-20"]:  # what the cells run so far can say, as simple effects
+            note = diverged_note(g, dead, eff["PGD-20"])
             out.update(factorial=eff, factorial_md=save_factorial(
-                eff, profile, len(g["seeds"]), out_dir, cells_run=len(factorial.cells(profile)) - len(absent)),
+                eff, profile, len(g["seeds"]), out_dir, cells_run=len(labels) - len(absent) - len(dead), note=note),
                 factorial_reading=factorial.reading(eff["PGD-20"], eff["Clean"]))
     elif factorial_cells:
-        eff = factorial_effects(profile, g)
-        out.update(factorial=eff, factorial_md=save_factorial(eff, profile, len(g["seeds"]), out_dir),
+        eff = factorial_effects(profile, g, dead)
+        note = diverged_note(g, dead, eff["PGD-20"])
+        out.update(factorial=eff, factorial_md=save_factorial(eff, profile, len(g["seeds"]), out_dir, note=note),
                    factorial_reading=factorial.reading(eff["PGD-20"], eff["Clean"]))
     out["report_md"] = report(profile, out)
     runs.atomic_write_text(Path(out_dir) / "claims_report.md", out["report_md"])

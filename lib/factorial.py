@@ -6,7 +6,9 @@ its clean first stage. The grid is 2 × 2 × 2 over TAET (attack {TAET's, AT-BSL
 {the profile's clean epochs, none}) plus AT-BSL, AT-BSL with TAET's attack (the official TAET repository's AT-BSL
 baseline) and AT-BSL with TAET's clean stage, every cell over the same seeds. A factor's main effect is, per seed,
 the mean of its four paired differences (level "AT-BSL-like" minus level "TAET", the other two factors held), then
-summarised over seeds with `lib.stats` (paired: same seed = same data, initialisation and batch order).
+summarised over seeds with `lib.stats` (paired: same seed = same data, initialisation and batch order). A cell whose
+training diverged (NaN/inf loss) has no value: its factors' effects average over the settings where both levels
+trained, and say so.
 """
 
 from __future__ import annotations
@@ -67,35 +69,70 @@ def cells(profile: str) -> list[Cell]:
     return out
 
 
-def main_effects(table: dict[tuple, list[float]], confidence: float = 0.95) -> dict[str, Summary]:
+def _pairs(i: int, diverged=frozenset()) -> list[tuple[tuple, tuple]]:
+    """Factor `i`'s paired cells (its AT-BSL-like level, its TAET level), one per setting of the other two factors,
+    leaving out the settings where either cell is in `diverged`."""
+    keys = list(itertools.product(*[(lo, hi) for _, lo, hi in FACTORS]))
+    _, lo, hi = FACTORS[i]
+    out = []
+    for k in keys:
+        if k[i] == lo:
+            h = k[:i] + (hi,) + k[i + 1:]
+            if k not in diverged and h not in diverged:
+                out.append((h, k))
+    return out
+
+
+def settings_kept(diverged=frozenset()) -> dict[str, int]:
+    """{factor: how many of the 4 settings of the other two factors have both of its levels trained}."""
+    return {name: len(_pairs(i, set(diverged))) for i, (name, _, _) in enumerate(FACTORS)}
+
+
+def main_effects(table: dict[tuple, list[float]], confidence: float = 0.95, diverged=frozenset()
+                 ) -> dict[str, Summary]:
     """{factor: Summary of its main effect} from {(attack, hel_scale, stage1): [value per seed]} over all 8 cells.
 
-    Per seed: mean over the four cells at the factor's AT-BSL-like level minus the mean over the four at TAET's."""
+    Per seed: the mean, over the four settings of the other two factors, of (the cell at the factor's AT-BSL-like
+    level minus the cell at TAET's), which is the mean over the four AT-BSL-like cells minus the mean over the four
+    TAET ones. `diverged`: cells (level tuples) whose training diverged, so they have no value: a factor's effect
+    then averages over the settings where both its cells trained (`settings_kept`: conditional on those settings),
+    and a factor left with none is omitted."""
     keys = list(itertools.product(*[(lo, hi) for _, lo, hi in FACTORS]))
-    missing = [k for k in keys if k not in table]
+    diverged = set(diverged)
+    missing = [k for k in keys if k not in table and k not in diverged]
     if missing:
         raise ConfigError(f"the 2 × 2 × 2 table lacks the cell(s) {missing}; train every cell for the same seeds")
-    sizes = {len(table[k]) for k in keys}
+    sizes = {len(table[k]) for k in keys if k not in diverged}
     if len(sizes) != 1:
         raise ConfigError(f"every cell needs one value per seed, for the same seeds: got {sorted(sizes)} values")
     n = sizes.pop()
     out = {}
-    for i, (name, lo, hi) in enumerate(FACTORS):
-        high, low = [k for k in keys if k[i] == hi], [k for k in keys if k[i] == lo]
-        per_seed = [sum(table[k][s] for k in high) / 4 - sum(table[k][s] for k in low) / 4 for s in range(n)]
-        out[name] = summarize(per_seed, confidence)
+    for i, (name, _, _) in enumerate(FACTORS):
+        pairs = _pairs(i, diverged)
+        if pairs:
+            per_seed = [sum(table[h][s] - table[lo][s] for h, lo in pairs) / len(pairs) for s in range(n)]
+            out[name] = summarize(per_seed, confidence)
     return out
 
 
-def effects(values: dict[str, list[float]], profile: str) -> dict[str, Summary]:
+def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[str, Summary]:
     """Every effect on one metric from {cell label: [value per seed]}: the AT-BSL − TAET gap, the three main
-    effects, and AT-BSL's two single changes (each minus AT-BSL)."""
-    cs = cells(profile)
-    table = {c.levels: values[c.label] for c in cs if c.levels is not None}
-    out = {"gap: AT-BSL − TAET": paired_difference(values["AT-BSL"], values[cs[0].label])}
-    out.update({f"main effect: {FACTOR_TEXT[k]}": s for k, s in main_effects(table).items()})
+    effects, and AT-BSL's two single changes (each minus AT-BSL). `diverged`: labels of cells whose training
+    diverged (no values): effects that need them are left out, and a main effect over fewer than the 4 settings of
+    the other factors says so in its name."""
+    cs, dead = cells(profile), set(diverged)
+    table = {c.levels: values[c.label] for c in cs if c.levels is not None and c.label not in dead}
+    dead_levels = {c.levels for c in cs if c.levels is not None and c.label in dead}
+    out = {}
+    if not {"AT-BSL", cs[0].label} & dead:
+        out["gap: AT-BSL − TAET"] = paired_difference(values["AT-BSL"], values[cs[0].label])
+    kept = settings_kept(dead_levels)
+    for k, s in main_effects(table, diverged=dead_levels).items():
+        where = "" if kept[k] == 4 else f" (over the {kept[k]} of 4 settings of the other factors that trained)"
+        out[f"main effect: {FACTOR_TEXT[k]}{where}"] = s
     for c in cs[-2:]:
-        out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
+        if not {c.label, "AT-BSL"} & dead:
+            out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
     return out
 
 
@@ -144,6 +181,8 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
     """Which factor explains the gap on PGD-20: those whose effect's interval excludes 0 and points the way of the gap,
     largest first, with the share of the gap; the rest named as ties (interval includes 0) or as working against the
     gap. Main effects when the whole grid ran, else the simple effects (`simple_effects`) measured so far."""
+    if "gap: AT-BSL − TAET" not in pgd:
+        return "The gap cannot be measured: the AT-BSL run or TAET's own run diverged."
     gap = pgd["gap: AT-BSL − TAET"]
     full = any(k.startswith("main effect: ") for k in pgd)
     mains = {k: s for k, s in pgd.items() if k.startswith("main effect: " if full else "simple effect: ")}

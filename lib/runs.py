@@ -199,6 +199,30 @@ def write_config(path: Path, cfg: RunConfig) -> None:
     atomic_write_json(Path(path) / "config.json", d)
 
 
+DIVERGED_FILE = "diverged.json"
+
+
+def write_diverged(path: Path, cfg: RunConfig, *, epoch: int, batch: int, message: str) -> None:
+    """Record in the run folder that training `cfg` diverged (NaN/inf loss) at `epoch`, `batch` (1-based)."""
+    atomic_write_json(Path(path) / DIVERGED_FILE, {"config_hash": config_hash(cfg), "code_version": CODE_VERSION,
+                                                   "epoch": int(epoch), "batch": int(batch), "message": message})
+
+
+def read_diverged(path, cfg: RunConfig | None = None) -> dict[str, Any] | None:
+    """The folder's divergence record (`write_diverged`), or None when there is none or it belongs to another config
+    than `cfg`; ConfigError for an unreadable one."""
+    p = Path(path) / DIVERGED_FILE
+    if not p.exists():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p} is corrupt ({e}); delete it to let the run be trained again") from None
+    if cfg is not None and rec.get("config_hash") != config_hash(cfg):
+        return None
+    return rec
+
+
 def read_config(path) -> RunConfig:
     p = Path(path) / "config.json"
     if not p.exists():

@@ -36,7 +36,12 @@ from .models import MODELS, create_model
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the last good checkpoint is kept."""
+    """The loss became NaN/inf at `epoch`, `batch` (1-based); the last good checkpoint is kept, and the run folder
+    records the divergence in diverged.json (`lib.runs.write_diverged`)."""
+
+    def __init__(self, message: str, epoch: int = 0, batch: int = 0):
+        super().__init__(message)
+        self.epoch, self.batch = epoch, batch
 
 
 @dataclass
@@ -257,6 +262,12 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
     log = print if verbose and main else (lambda *a, **k: None)
     h, rd = runs.config_hash(cfg), runs.run_dir(cfg)
     existing = _existing_checkpoint(cfg, rd, h, resume, force)
+    recorded = runs.read_diverged(rd, cfg)
+    if recorded is not None and not force:  # the same config and seed diverge the same way: say so, train nothing
+        raise TrainingDiverged(f"{recorded['message']} (recorded by an earlier attempt in {rd / runs.DIVERGED_FILE}; "
+                               "pass --force, or force=True, to train it again)", recorded["epoch"], recorded["batch"])
+    if recorded is not None and main:
+        (rd / runs.DIVERGED_FILE).unlink()
     t = build_training(cfg, device, ddp=ddp, sync_bn=sync_bn, verbose=verbose and main)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     history: list[dict[str, Any]] = []
@@ -278,7 +289,12 @@ def _train_locked(cfg: RunConfig, *, resume: str | bool, force: bool, verbose: b
     log(f"training {cfg.method} ({t.method.summary}) on {t.data.name}, {cfg.model.arch}, {device}; run folder {rd}")
 
     for epoch in range(start_epoch, cfg.train.epochs):
-        row = train_epoch(cfg, t, epoch, gen, rd / "checkpoint.pt")
+        try:
+            row = train_epoch(cfg, t, epoch, gen, rd / "checkpoint.pt")
+        except TrainingDiverged as e:
+            if main:  # a result in its own right (e.g. a factorial cell that cannot be trained): kept, not retried
+                runs.write_diverged(rd, cfg, epoch=e.epoch, batch=e.batch, message=str(e))
+            raise
         if track is not None and main and ((epoch + 1) % cfg.train.track_every == 0 or epoch + 1 == cfg.train.epochs):
             row.update(track_per_class(t.method.eval_model(t.model), track[0], track[1], t.data.num_classes,
                                        eps=cfg.train.track_eps, step_size=cfg.train.track_step_size,
@@ -322,9 +338,15 @@ def train_epoch(cfg: RunConfig, t: Training, epoch: int, gen: torch.Generator, c
     if t.ddp:  # epoch statistics of the global batches
         stats.all_reduce()
     if int(stats.bad_batch) >= 0:
-        kept = f"; the last good checkpoint ({ckpt_path}, after epoch {epoch}) is kept" if ckpt_path else ""
-        raise TrainingDiverged(f"loss became NaN/inf at epoch {epoch + 1}, batch {int(stats.bad_batch) + 1}{kept}. "
-                               "Lower --lr or check the data and method settings")
+        bad = int(stats.bad_batch) + 1
+        if ckpt_path is None:
+            kept = ""
+        elif epoch == 0:
+            kept = " (no epoch had finished, so there is no checkpoint)"
+        else:
+            kept = f"; the last good checkpoint ({ckpt_path}, after epoch {epoch}) is kept"
+        raise TrainingDiverged(f"loss became NaN/inf at epoch {epoch + 1}, batch {bad}{kept}. "
+                               "Lower --lr or check the data and method settings", epoch + 1, bad)
     lr = t.optimizer.param_groups[0]["lr"]
     t.scheduler.step()
     return {"epoch": epoch + 1, "stage": stage, "loss": float(stats.loss_sum) / stats.seen,

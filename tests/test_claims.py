@@ -389,3 +389,55 @@ def test_fig7_agreement_names_different_deciding_rivals():
                       source="results")
     r = find(claims.evaluate_claims("fashion", {**mine, "results": theirs["results"]}), "Fig. 7")
     assert r["vs committed"].startswith("agrees: yours -10.0")
+
+
+def test_a_diverged_factorial_cell_is_an_outcome_reported_exported_and_not_trained_again(tmp_path):
+    """HEL ×10 without a clean stage can diverge (NaN loss): its runs' diverged.json stand in for results, the main
+    effects average over the settings that trained and say so, and nothing is listed as missing or retrained."""
+    cfgs = _fake_all(tmp_path, runs.run_dir)
+    dead = [c.label for c in claims.factorial.cells("smoke") if c.levels and c.levels[1:] == (10.0, "none")]
+    assert len(dead) == 2
+    for lbl in dead:
+        for s in (0, 1):
+            rd = runs.run_dir(cfgs[(lbl, s)])
+            (rd / "eval.json").unlink()
+            runs.write_diverged(rd, cfgs[(lbl, s)], epoch=1, batch=7, message="loss became NaN/inf at epoch 1")
+    out_dir, res_dir = str(tmp_path / "out"), str(tmp_path / "results")
+    g = claims.gather("smoke", out_dir=out_dir, results_dir=res_dir, train_missing=True)  # nothing to train
+    assert g["missing"] == [] and sorted(g["diverged"]) == sorted((lbl, s) for lbl in dead for s in (0, 1))
+    assert not any((runs.run_dir(cfgs[(lbl, 0)]) / "checkpoint.pt").exists() for lbl in dead)
+    res = claims.check("smoke", out_dir=out_dir, results_dir=res_dir)
+    md = res["factorial_md"]
+    assert "main effect: training attack (TAET's → AT-BSL's) (over the 3 of 4 settings" in md
+    assert "main effect: HEL scale (×1 → ×10) (over the 2 of 4 settings" in md
+    assert "main effect: clean first stage (kept → removed) (over the 2 of 4 settings" in md
+    lr = cfgs[(dead[0], 0)].train.lr
+    assert "**Diverged** (NaN/inf loss; no result" in md
+    assert f"{dead[0]} (seeds 0, 1 of 2, in epoch 1, lr {lr:g})" in md
+    assert "holds for those settings only" in md
+    # the evidence export carries the divergence records, and results/ alone rebuilds the same factorial
+    written = claims.export_results("smoke", g, res_dir)
+    dfolder = tmp_path / "results" / "smoke" / runs.run_dir(cfgs[(dead[0], 0)]).name
+    assert dfolder in written and sorted(p.name for p in dfolder.iterdir()) == ["config.json", "diverged.json",
+                                                                                "history.csv"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "out" / "runs")
+    again = claims.check("smoke", out_dir=out_dir, results_dir=res_dir)
+    assert again["factorial_md"] == md and sorted(again["gathered"]["diverged"]) == sorted(g["diverged"])
+
+
+def test_a_claim_whose_run_diverged_says_so_instead_of_asking_to_train_it():
+    g = gathered({"taet": [doc(60), doc(61)], "atbsl": [doc(50), doc(52), doc(51)], "at": [doc(50)] * 3})
+    g["diverged"] = {("taet", 2): {"epoch": 3, "batch": 1, "message": "x"}}
+    rows = claims.evaluate_claims("fashion", g)
+    r = find(rows, "above AT-BSL's.")
+    assert r["n"] == 2 and r["measured"].endswith("(seed 2 diverged)")
+    g["cache"] = {k: v for k, v in g["cache"].items() if k[0] != "taet"}
+    g["diverged"] = {("taet", s): {"epoch": 1, "batch": 2, "message": "x"} for s in SEEDS}
+    rows = claims.evaluate_claims("fashion", g)
+    r = find(rows, "above AT-BSL's.")
+    assert r["verdict"] == "not run" and r["diverged"]
+    assert r["measured"] == "diverged (NaN/inf loss): taet (seed 0 at epoch 1, seed 1 at epoch 1, seed 2 at epoch 1)"
+    text = claims.reading(rows, "fashion")
+    assert "**Not measurable: a run diverged**" in text and "above AT-BSL's" in text.split("diverged**")[1]

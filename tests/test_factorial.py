@@ -1,6 +1,7 @@
 """The factorial's method switches (hel_scale, AT-BSL's clean_epochs, the attack helper), their hashes, and the
 main effects from a hand-made 2 × 2 × 2 table (t(2, 0.975) = 4.302653)."""
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -170,3 +171,35 @@ def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
     res = train_run(cfg, verbose=False)
     assert [r["stage"] for r in res.history] == ["clean", "adversarial"]
     assert res.config.method_args["clean_epochs"] == 1
+
+
+def test_main_effects_with_diverged_cells_average_over_the_settings_that_trained():
+    # value = 60 + 4·A·(1 + e_s) ... with e = (−1, 0, 1) on the attack effect, 2·H, 1·S and an H×S interaction of 6;
+    # the two cells at HEL ×10 with no clean stage diverged (no value)
+    e = [-1.0, 0.0, 1.0]
+    table = {}
+    for a, h, st in itertools.product(("TAET's", "AT-BSL's"), (1.0, 10.0), ("clean", "none")):
+        A, H, S = a == "AT-BSL's", h == 10.0, st == "none"
+        table[(a, h, st)] = [60 + A * (4 + x) + 2 * H + S + 6 * H * S for x in e]
+    dead = {("TAET's", 10.0, "none"), ("AT-BSL's", 10.0, "none")}
+    alive = {k: v for k, v in table.items() if k not in dead}
+    assert factorial.settings_kept(dead) == {"attack": 3, "hel_scale": 2, "stage1": 2}
+    eff = factorial.main_effects(alive, diverged=dead)
+    half = 4.302653 / math.sqrt(3)  # the attack effect per seed: 3, 4, 5 (std 1) in each of its 3 settings
+    assert (eff["attack"].mean, eff["attack"].std) == (pytest.approx(4.0), pytest.approx(1.0))
+    assert eff["attack"].low == pytest.approx(4 - half, abs=1e-5)
+    # with every cell the HEL effect would be 2 + 6/2 = 5; over the clean-stage settings alone it is 2
+    assert eff["hel_scale"].mean == pytest.approx(2.0) and factorial.main_effects(table)["hel_scale"].mean == \
+        pytest.approx(5.0)
+    assert eff["stage1"].mean == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="lacks the cell"):  # a cell that is only missing is still refused
+        factorial.main_effects({k: v for k, v in alive.items() if k != ("TAET's", 1.0, "clean")}, diverged=dead)
+    # effects() by label: the main effects say over how many settings; the gap and AT-BSL's rows are kept
+    labels = {c.levels: c.label for c in factorial.cells("fashion") if c.levels}
+    vals = {labels[k]: v for k, v in alive.items()}
+    vals.update({"AT-BSL": [70.0] * 3, "AT-BSL · TAET's attack": [70.0] * 3,
+                 "AT-BSL · stage 1 8 clean": [69.0] * 3})
+    out = factorial.effects(vals, "fashion", diverged=[labels[k] for k in dead])
+    assert "main effect: HEL scale (×1 → ×10) (over the 2 of 4 settings of the other factors that trained)" in out
+    assert out["gap: AT-BSL − TAET"].mean == pytest.approx(10.0)
+    assert "over the 3 of 4" in factorial.reading(out)  # the reading names each effect with its qualifier

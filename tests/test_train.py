@@ -96,11 +96,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     class Exploding(Method):
         name = "exploding_test"
         Args = _NanArgs
+        fixed = False
 
         def step(self, model, x, y, epoch, generator):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-            if epoch == self.args.bad_epoch:
+            if epoch == self.args.bad_epoch and not self.fixed:
                 loss = loss * float("nan")
             return StepOutput(loss, logits)
 
@@ -112,6 +113,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         ckpt = runs.load_checkpoint(rd / "checkpoint.pt")
         assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values()
                                            if v.is_floating_point())
+        # the divergence is recorded: a second attempt (same config, same seed) says so and trains nothing
+        rec = runs.read_diverged(rd, cfg)
+        assert (rec["epoch"], rec["batch"], rec["config_hash"]) == (2, 1, runs.config_hash(cfg))
+        stamp = (rd / "checkpoint.pt").stat().st_mtime_ns
+        with pytest.raises(TrainingDiverged, match="recorded by an earlier attempt") as err:
+            train_run(cfg, verbose=False)
+        assert (err.value.epoch, err.value.batch) == (2, 1) and (rd / "checkpoint.pt").stat().st_mtime_ns == stamp
+        # force=True trains again; once it finishes, the record is gone
+        Exploding.fixed = True
+        train_run(cfg, force=True, verbose=False)
+        assert runs.read_diverged(rd, cfg) is None and runs.load_checkpoint(rd / "checkpoint.pt")["finished"]
+        # a loss that is NaN in the first epoch: no checkpoint exists, and the message does not claim one
+        Exploding.fixed = False
+        first = replace(cfg, method_args={"bad_epoch": 0})
+        with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 1 \(no epoch had finished, so there is no "):
+            train_run(first, verbose=False)
+        assert not (runs.run_dir(first) / "checkpoint.pt").exists() and runs.read_diverged(runs.run_dir(first))
     finally:
         METHODS.pop("exploding_test", None)
 
