@@ -133,7 +133,29 @@ def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[s
     for c in cs[-2:]:
         if not {c.label, "AT-BSL"} & dead:
             out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
+    if "AT-BSL" not in dead:
+        for c in nearest_atbsl(profile, dead):
+            out[f"{REMAINING} ({atbsl_like(c)} of 3 factors at AT-BSL's levels): AT-BSL − {c.label}"] = \
+                paired_difference(values["AT-BSL"], values[c.label])
     return out
+
+
+REMAINING = "remaining gap"
+
+
+def atbsl_like(c: Cell) -> int:
+    """How many of the three factors `c` (a TAET cell) has at AT-BSL's level."""
+    return sum(lv == hi for lv, (_, _, hi) in zip(c.levels, FACTORS))
+
+
+def nearest_atbsl(profile: str, diverged=()) -> list[Cell]:
+    """The trained TAET cells with the most factors at AT-BSL's levels: the one with all three (it then differs from
+    AT-BSL only in its loss, HEL against balanced-softmax CE), or, where that one diverged, those with two."""
+    alive = [c for c in cells(profile) if c.levels is not None and c.label not in set(diverged)]
+    if not alive:
+        return []
+    most = max(atbsl_like(c) for c in alive)
+    return [c for c in alive if atbsl_like(c) == most]
 
 
 def simple_effects(values: dict[str, dict[int, float]], profile: str) -> dict[str, Summary]:
@@ -218,7 +240,34 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
     if clean is not None and found:
         costs = [f"{_name(k)} {clean[k].format(1)}" for _, k in found if k in clean]
         text += " Their effect on balanced clean accuracy: " + "; ".join(costs) + "."
+    left = {k: s for k, s in pgd.items() if k.startswith(REMAINING)}
+    if left:
+        text += " " + _remaining_reading(left, gap)
     if not full:
         text += (" These are simple effects (one factor changed from TAET's own setting), not main effects: the"
                  " 2 × 2 × 2 grid is not complete, so interactions are not separated.")
+    return text
+
+
+def _remaining_reading(left: dict[str, Summary], gap: Summary) -> str:
+    """What the gap is once the factors sit at AT-BSL's levels (`nearest_atbsl`): each such cell's AT-BSL − cell
+    difference, whether it still excludes 0, and what the cell still differs from AT-BSL in."""
+    k = int(next(iter(left)).split("(", 1)[1][0])  # "remaining gap (k of 3 factors ...): AT-BSL − label"
+    where = ("with all three factors at AT-BSL's levels" if k == 3 else
+             f"nearest AT-BSL's levels that trained ({k} of 3 factors; the cell with all three diverged)")
+    parts, trailing = [], 0
+    for key, s in left.items():
+        lbl = key.split("AT-BSL − ", 1)[1]
+        share = f", {100 * s.mean / gap.mean:.0f}% of the gap" if gap.mean and s.n > 1 else ""
+        parts.append(f"{lbl}: {s.format(1) if s.n > 1 else f'{s.mean:.1f} (1 seed, no interval)'}{share}")
+        trailing += s.n > 1 and (s.low > 0 if gap.mean >= 0 else s.high < 0)
+    text = f"AT-BSL − the TAET cell(s) {where}: " + "; ".join(parts) + "."
+    if trailing == len(left):
+        rest = ("its loss (HEL against AT-BSL's balanced-softmax CE)" if k == 3 else
+                "its loss (HEL against AT-BSL's balanced-softmax CE) and the one factor left at TAET's level")
+        text += (f" {'It still trails' if len(left) == 1 else 'Each still trails'} AT-BSL with an interval"
+                 f" excluding 0: moving the factors does not close the gap; what remains lies in what "
+                 f"{'the cell' if len(left) == 1 else 'each cell'} still differs in, {rest}.")
+    else:
+        text += " Not every such difference excludes 0: the factors may close the gap there (a tie is not a proof)."
     return text

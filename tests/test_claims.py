@@ -323,6 +323,8 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
         g = claims.gather(profile, out_dir=str(tmp_path / "empty"), results_dir=str(root), partial=True,
                           switch_cells=True)  # the fidelity switches' runs are committed evidence too
         found = {Path(doc["folder"]).name for doc in g["results"].values()}
+        # a committed diverged.json (a run whose loss went NaN/inf) is evidence too, read as an outcome
+        found |= {Path(rec["folder"]).name for rec in g["diverged"].values()}
         assert committed == found, f"results/{profile}: not read by today's code: {sorted(committed - found)}"
         assert not g["cache"]
 

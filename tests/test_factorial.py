@@ -203,3 +203,32 @@ def test_main_effects_with_diverged_cells_average_over_the_settings_that_trained
     assert "main effect: HEL scale (×1 → ×10) (over the 2 of 4 settings of the other factors that trained)" in out
     assert out["gap: AT-BSL − TAET"].mean == pytest.approx(10.0)
     assert "over the 3 of 4" in factorial.reading(out)  # the reading names each effect with its qualifier
+
+
+def test_the_remaining_gap_compares_atbsl_with_the_taet_cells_nearest_its_levels():
+    cs = factorial.cells("fashion")
+    by_levels = {c.levels: c.label for c in cs if c.levels}
+    all_three = by_levels[("AT-BSL's", 10.0, "none")]
+    # every TAET cell at 60 + 1 per AT-BSL-like factor (seed offsets 0, 1, −1); AT-BSL at 70, 72, 68
+    vals = {c.label: [60.0 + factorial.atbsl_like(c) + x for x in (0.0, 1.0, -1.0)] for c in cs if c.levels}
+    vals.update({"AT-BSL": [70.0, 72.0, 68.0], "AT-BSL · TAET's attack": [70.0] * 3,
+                 "AT-BSL · stage 1 8 clean": [70.0] * 3})
+    eff = factorial.effects(vals, "fashion")
+    left = {k: s for k, s in eff.items() if k.startswith("remaining gap")}
+    assert list(left) == [f"remaining gap (3 of 3 factors at AT-BSL's levels): AT-BSL − {all_three}"]
+    s = next(iter(left.values()))
+    assert (s.mean, s.std) == (pytest.approx(7.0), pytest.approx(1.0))  # 70 − 63, 72 − 64, 68 − 62
+    text = factorial.reading(eff)
+    assert "with all three factors at AT-BSL's levels" in text and "70% of the gap" in text  # gap: 10
+    assert "It still trails" in text and "its loss (HEL" in text
+    # the all-AT-BSL-like cell diverged: the three two-factor cells stand in for it, and the reading says so
+    dead = [all_three]
+    eff = factorial.effects({k: v for k, v in vals.items() if k != all_three}, "fashion", diverged=dead)
+    left = [k for k in eff if k.startswith("remaining gap")]
+    assert len(left) == 3 and all(k.startswith("remaining gap (2 of 3") for k in left)
+    text = factorial.reading(eff)
+    assert "the cell with all three diverged" in text and "the one factor left at TAET's level" in text
+    # a remaining gap whose interval includes 0 is a tie, not a residue
+    vals["AT-BSL"] = [64.0, 62.0, 63.5]
+    text = factorial.reading(factorial.effects(vals, "fashion"))
+    assert "Not every such difference excludes 0" in text and "It still trails" not in text
