@@ -517,10 +517,12 @@ def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs")
                      cell([_bal("pgd20")(d) for d in docs]), cell(vals), f"{sum(vals):.0f}"])
     todo = {runs.run_dir(cfgs[k]).name: specs[k[0]][0] for k in gathered.get("missing", [])}
     known = [sum(per_method[m]) / len(per_method[m]) for m in todo.values() if m in per_method]
-    note = ""
+    trained, total = sum(int(r[1]) for r in rows), sum(sum(v) for v in per_method.values())
+    note = (f"\nTogether: {trained} trained run(s), {total / 60:.1f} h of one core to train (evaluation not included;"
+            f" `lib.sweep`'s two 1-thread workers run two at once on 2 cores).\n" if rows else "")
     if todo:
         unknown = len(todo) - len(known)
-        note = (f"\n{len(todo)} distinct run(s) not run yet; {len(known)} of them would take about "
+        note += (f"\n{len(todo)} distinct run(s) not run yet; {len(known)} of them would take about "
                 f"{sum(known) / 60:.1f} h of one core (their method's mean time here)"
                 + (f", the other {unknown} (methods not timed here yet) unknown" if unknown else "") + ".\n")
     md = (f"**Claims runs: balanced accuracy, robustness and training time (minutes of one core), mean ± std over "

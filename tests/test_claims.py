@@ -3,6 +3,7 @@ runs, the results/ fallback, agreement with committed runs, and the evidence exp
 
 import json
 import math
+import re
 
 import pytest
 
@@ -148,6 +149,11 @@ def test_a_partial_check_reports_missing_claims_as_not_run_and_trains_nothing(tm
     # the runs found, one row per config (TAET's default is also the 1-clean-epoch and IR-10 run), not the missing
     assert "| taet = taet 1 clean epochs = taet IR 10 = " in times and "| at " not in times
     assert "distinct run(s) not run yet" in times
+    # the total counts every run in the table once per seed, and their training minutes
+    body = [ln.split("|")[1:-1] for ln in times.splitlines() if ln.startswith("| ") and "seeds" not in ln]
+    n_runs, minutes = sum(int(r[1]) for r in body), sum(float(r[-1]) for r in body)
+    together = re.search(r"Together: (\d+) trained run\(s\), ([\d.]+) h of one core", times)
+    assert int(together[1]) == n_runs and float(together[2]) == pytest.approx(minutes / 60, abs=0.05 + len(body) / 120)
     assert "**Not run yet**" in res["reading"] and "python -m lib claims --profile smoke --train" in res["reading"]
     assert res["factorial_note"].startswith("The factorial is not run yet")  # and what its runs so far can say:
     assert "partial (2 of 11 cells run" in res["factorial_md"] and "| gap: AT-BSL − TAET | -10.0 ± 0.0" in \
