@@ -259,13 +259,14 @@ def _remaining_reading(left: dict[str, Summary], gap: Summary) -> str:
     for key, s in left.items():
         lbl = key.split("AT-BSL − ", 1)[1]
         share = f", {100 * s.mean / gap.mean:.0f}% of the gap" if gap.mean and s.n > 1 else ""
-        parts.append(f"{lbl}: {s.format(1) if s.n > 1 else f'{s.mean:.1f} (1 seed, no interval)'}{share}")
+        parts.append(f"{lbl}: {cell(s)}{share}")
         trailing += s.n > 1 and (s.low > 0 if gap.mean >= 0 else s.high < 0)
     text = f"AT-BSL − the TAET cell(s) {where}: " + "; ".join(parts) + "."
     if trailing == len(left):
         rest = ("its loss (HEL against AT-BSL's balanced-softmax CE)" if k == 3 else
                 "its loss (HEL against AT-BSL's balanced-softmax CE) and the one factor left at TAET's level")
-        text += (f" {'It still trails' if len(left) == 1 else 'Each still trails'} AT-BSL with an interval"
+        verb = "trails" if gap.mean >= 0 else "leads"
+        text += (f" {'It' if len(left) == 1 else 'Each'} still {verb} AT-BSL with an interval"
                  f" excluding 0: moving the factors does not close the gap; what remains lies in what "
                  f"{'the cell' if len(left) == 1 else 'each cell'} still differs in, {rest}.")
     else:
