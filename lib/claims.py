@@ -388,13 +388,17 @@ def _measured(s: Summary, unit: str) -> str:
 
 
 def _agreement(c: Claim, gathered: dict[str, Any], seeds) -> str:
-    """Your runs' mean within the committed runs' interval ("agrees"), or not; "-" unless both hold every run."""
+    """Your runs' mean within the committed runs' interval ("agrees"), or not; "-" unless both hold every run; "same
+    results" when every run's evaluation equals the committed one (the runs were exported from this cache)."""
     mine, theirs = _values(c, gathered["cache"], seeds), _values(c, gathered["results"], seeds)
     if mine is None or theirs is None:
         return "-"
     if all(gathered["cache"][(lbl, s)]["folder"] == gathered["results"][(lbl, s)]["folder"]
            for lbl in c.runs for s in seeds):
         return "-"
+    if all(gathered["cache"][(lbl, s)]["results"] == gathered["results"][(lbl, s)]["results"]
+           for lbl in c.runs for s in seeds):  # e.g. your runs, just exported: nothing independent to compare
+        return "same results as committed (the same runs, or bit-identical reruns)"
     if mine[1] != theirs[1]:  # Fig. 7: different deciding rivals are different comparisons
         return f"differs: yours decided by {mine[1].split(',')[0]}, committed by {theirs[1].split(',')[0]}"
     m, t = _summary(mine[0]), _summary(theirs[0])

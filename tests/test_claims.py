@@ -246,7 +246,11 @@ def test_results_folder_stands_in_for_an_empty_cache_and_agreement_is_reported(t
                                      "below the 85%")
     assert (tmp_path / "out" / "tables" / "claims.md").exists() and "gap: AT-BSL − TAET" in out["factorial_md"]
     # the user's own runs in the cache: read first, and compared with the committed ones
-    _fake_all(tmp_path, runs.run_dir, shift=0.0)
+    _fake_all(tmp_path, runs.run_dir, shift=0.0)  # the committed runs themselves (e.g. just exported)
+    out = claims.check("smoke", out_dir=str(tmp_path / "out"), results_dir=str(res_dir))
+    r = find(out["rows"], "above AT's")
+    assert r["source"] == "your runs" and r["vs committed"].startswith("same results as committed")
+    _fake_all(tmp_path, runs.run_dir, shift=0.5)  # independent reruns: every run 0.5 points higher
     out = claims.check("smoke", out_dir=str(tmp_path / "out"), results_dir=str(res_dir))
     r = find(out["rows"], "above AT's")
     assert r["source"] == "your runs" and r["vs committed"].startswith("agrees")
