@@ -267,7 +267,8 @@ def _remaining_reading(left: dict[str, Summary], gap: Summary) -> str:
                 "its loss (HEL against AT-BSL's balanced-softmax CE) and the one factor left at TAET's level")
         verb = "trails" if gap.mean >= 0 else "leads"
         text += (f" {'It' if len(left) == 1 else 'Each'} still {verb} AT-BSL with an interval"
-                 f" excluding 0: moving the factors does not close the gap; what remains lies in what "
+                 f" excluding 0: moving {'the three factors' if k == 3 else f'{k} of the 3 factors'} to AT-BSL's"
+                 f" levels does not close the gap; what remains lies in what "
                  f"{'the cell' if len(left) == 1 else 'each cell'} still differs in, {rest}.")
     else:
         text += " Not every such difference excludes 0: the factors may close the gap there (a tie is not a proof)."
