@@ -206,6 +206,18 @@ def _jsonable(obj):
 HEL_GRID = [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.05, 0.1], [0.1, 0.2, 0.1],
             [0.1, 0.1, 0.05], [0.1, 0.1, 0.2]]
 
+# The attack columns the paper reports in each notebook's tables (PAPER_NUMBERS.md). A notebook evaluates only these
+# of its profile's suite (`profiles.table_attacks`), so no attack runs that no table or figure shows. None: the whole
+# suite (Tables 1 and 3 report every attack).
+TABLE_ATTACKS: dict[str, tuple[str, ...] | None] = {
+    "table1": None,
+    "table3": None,
+    # Table 5: Clean, FGSM, PGD-20, CW, AA; no PGD-100 column
+    "table5": ("clean", "fgsm", "pgd20", "cw_l2", "cw_linf", "autoattack", "autoattack_ta"),
+    # Table 4 reports PGD-20; Fig. 6b and 7 plot clean accuracy and PGD-20; Sec. 6.3 quotes Fig. 7's AA
+    "ablations": ("clean", "pgd20", "autoattack", "autoattack_ta"),
+}
+
 # The paper's notebook settings (IRs, Table 4's grid, Fig. 7's stage-1 lengths, ViT-B/16 on DermaMNIST for 06).
 PAPER_NOTEBOOKS: dict[str, Any] = {
     "irs": [10, 20, 50, 100],

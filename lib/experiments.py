@@ -18,7 +18,7 @@ from .data import DATASETS, DataError
 from .evaluate import evaluate_run
 from .methods import METHODS
 from .models import create_model
-from .profiles import profile_config
+from .profiles import profile_config, table_attacks
 from .tables import COLUMN_NAMES, format_table, metric_cells, rarest_classes, tail_cells
 from .train import load_run, train_run, validate
 
@@ -320,4 +320,4 @@ def cost_reading(costs: dict[str, dict[str, Any]]) -> str:
 # What the notebooks use (tests/test_notebooks.py checks this list against them).
 __all__ = ["config_with_weights", "cost_reading", "cost_table", "derma_data", "notebook_settings",
            "per_class_dynamics", "profile_config", "protocol_line", "run_config", "save_table", "separation_table",
-           "table_methods", "tsne_points", "wall_table"]
+           "table_attacks", "table_methods", "tsne_points", "wall_table"]

@@ -59,3 +59,13 @@ def profile_config(profile: str, method: str = "taet") -> RunConfig:
         eval=ev,
         method_args=method_args,
     )
+
+
+def table_attacks(profile: str, table: str) -> list[str]:
+    """The attacks of `profile`'s evaluation suite that the paper's `table` reports (`config.TABLE_ATTACKS`), in the
+    suite's order: what a notebook evaluates its runs on and shows as columns."""
+    if table not in config.TABLE_ATTACKS:
+        raise ConfigError(f"unknown table {table!r}; valid: {sorted(config.TABLE_ATTACKS)}")
+    suite = list(profile_config(profile).eval.attacks)
+    wanted = config.TABLE_ATTACKS[table]
+    return suite if wanted is None else [a for a in suite if a in wanted]

@@ -158,11 +158,12 @@ def tail_table_seeds(docs: Docs, k: int = 3, attacks=("clean", "pgd20")) -> tupl
     return header, rows
 
 
-def sweep_table_seeds(sweep: dict[str, dict[Any, dict[int, dict[str, Any]]]], key: str = "IR"
-                      ) -> tuple[list[str], list[list[str]]]:
-    """Table 5 over seeds: rows `method @ key value`, columns the attacks, balanced (%)."""
+def sweep_table_seeds(sweep: dict[str, dict[Any, dict[int, dict[str, Any]]]], key: str = "IR",
+                      attacks: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Table 5 over seeds: rows `method @ key value`, columns `attacks` (default: those of the first run), balanced
+    (%)."""
     docs = {f"{m} @ {key} {v:g}": by_seed for m, by in sweep.items() for v, by_seed in sorted(by.items())}
-    return robustness_table_seeds(docs)
+    return robustness_table_seeds(docs, attacks)
 
 
 def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[list[str], list[list[str]]]:

@@ -72,6 +72,23 @@ def test_sweep_table_rows_and_combined_per_seed_tables():
     assert rows == [["c0", "5", "12.0 ± 2.8 [-13.4, 37.4]"], ["c1", "3", "x"]]
 
 
+def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_reports():
+    from lib.profiles import table_attacks
+
+    assert table_attacks("demo", "table1") == ["clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf"]
+    assert table_attacks("demo", "table5") == ["clean", "fgsm", "pgd20", "cw_l2", "cw_linf"]  # no PGD-100 column
+    assert table_attacks("demo", "ablations") == ["clean", "pgd20"]  # Table 4's PGD-20, Fig. 6b and 7's two series
+    assert table_attacks("paper", "ablations") == ["clean", "pgd20", "autoattack"]  # Sec. 6.3 quotes Fig. 7's AA
+    with pytest.raises(ConfigError, match="unknown table 'table9'.*ablations"):
+        table_attacks("demo", "table9")
+    # notebook 02's IR-10 run carries every attack; the others of Table 5 only the table's: the columns asked for
+    more = {**TWO["taet"][0], "results": {**TWO["taet"][0]["results"], "fgsm": {"balanced": 0.7, "accuracy": 0.7}}}
+    sweep = {"taet": {10: {0: more}, 50: {0: TWO["taet"][1]}}}
+    header, rows = seeded.sweep_table_seeds(sweep, "IR", ["clean", "pgd20"])
+    assert header == ["method", "Clean", "PGD-20"] and rows == [["taet @ IR 10", "90.00", "50.00"],
+                                                               ["taet @ IR 50", "92.00", "54.00"]]
+
+
 def pgd_docs(values_by_method):
     return {m: {s: doc(0.9, v) for s, v in enumerate(vals)} for m, vals in values_by_method.items()}
 
