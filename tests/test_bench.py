@@ -187,3 +187,20 @@ def test_paper_projection_counts_match_the_data_module():
     from lib.data import long_tail_counts
 
     assert PAPER["train_images"] == sum(long_tail_counts(5000, 10, 10.0))  # CIFAR-10-LT, IR 10
+
+
+def test_cost_measurements_are_set_up_side_by_side_and_timed_one_at_a_time(tmp_path):
+    from lib.costs import measure_costs
+    from lib.experiments import run_config
+
+    cfgs = [run_config("smoke", m, device="cpu", train={"batch_size": 16}) for m in ("ce", "at", "taet")]
+    costs = measure_costs(cfgs, steps=1, prepare_ahead=2)  # two groups: (ce, at), then taet
+    assert list(costs) == ["ce", "at", "taet"]
+    windows = sorted(c["timed"] for c in costs.values())
+    assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:]))  # no timing overlaps another
+    assert set(costs["taet"]["seconds_per_step"]) == {"clean", "adversarial"}
+    bad = run_config("smoke", "ce", device="cpu", data={"dataset": "cifar10", "data_dir": str(tmp_path)})
+    with pytest.raises(RuntimeError, match="measuring ce failed: DataError: cifar10: no data in"):
+        measure_costs([cfgs[1], bad], steps=1)
+    with pytest.raises(ValueError, match="prepare_ahead=0"):
+        measure_costs(cfgs, prepare_ahead=0)
