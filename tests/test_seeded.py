@@ -89,6 +89,18 @@ def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_repo
                                                                ["taet @ IR 50", "92.00", "54.00"]]
 
 
+def test_table4_grid_is_the_papers_every_weight_01_or_005():
+    from itertools import product
+
+    from lib.config import notebook_settings
+
+    for profile in ("paper", "demo", "fashion"):
+        grid = notebook_settings(profile)["hel_grid"]
+        # the paper's Table 4: rows β = 0.1, 0.05; columns (α, γ) = (0.1, 0.1), (0.1, 0.05), (0.05, 0.1), (0.05, 0.05)
+        assert grid == [[a, b, g] for b in (0.1, 0.05) for a in (0.1, 0.05) for g in (0.1, 0.05)], profile
+        assert sorted(map(tuple, grid)) == sorted(product((0.05, 0.1), repeat=3)) and grid[0] == [0.1, 0.1, 0.1]
+
+
 def pgd_docs(values_by_method):
     return {m: {s: doc(0.9, v) for s, v in enumerate(vals)} for m, vals in values_by_method.items()}
 
