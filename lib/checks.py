@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +16,12 @@ from . import losses, speed
 from .attacks import _strict_fp32, pgd, trusted_inputs  # attacks.py has no public name for it yet
 from .config import RunConfig, override
 from .data import iterate_batches
+from .errors import ConfigError, check_seeds
 from .evaluate import evaluate_model
 from .methods import MethodContext, build_method
 from .methods.common import train_pgd
 from .profiles import profile_config
+from .stats import Summary, paired_difference, summarize
 from .train import build_training, resolve_device, train_epoch, validate
 
 if TYPE_CHECKING:
@@ -201,30 +205,50 @@ def short_run(cfg: RunConfig, amp: str, *, attacks=("clean", "pgd20"), verbose: 
             **{f"{a}_balanced": res[a]["balanced"] for a in attacks}}
 
 
-def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None = None, seed: int = 0,
+def bf16_verdict(diff: Summary, tolerance: float) -> str:
+    """An equivalence reading of the paired bf16 − fp32 difference: "equivalent" when its whole interval lies within
+    ±`tolerance`, "different" when it lies wholly outside that band, "inconclusive" otherwise (and for one seed)."""
+    if diff.n < 2 or math.isnan(diff.low):
+        return "inconclusive"
+    if -tolerance <= diff.low and diff.high <= tolerance:
+        return "equivalent"
+    if diff.low > tolerance or diff.high < -tolerance:
+        return "different"
+    return "inconclusive"
+
+
+def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None = None, seeds=(0, 1, 2),
                tolerance: float = 0.01, verbose: bool = True) -> dict[str, Any]:
-    """TAET under `profile` trained in fp32 and in bf16 (same seed, same data), evaluated in fp32; also fp32 with
-    the next seed, to show the seed-to-seed spread. Passes when bf16's balanced PGD-20 robustness is within
-    `tolerance` (1 point) of fp32's."""
+    """TAET under `profile` trained in fp32 and in bf16 for each seed (same seed: same data, initialisation and
+    batch order), each evaluated in fp32. bf16 − fp32 balanced PGD-20 robustness is a paired difference over the
+    seeds (`lib.stats.paired_difference`, 95% t-interval); the check passes when that whole interval lies within
+    ±`tolerance` (1 point; `bf16_verdict`). fp32's own seed-to-seed std is reported beside it for scale."""
+    seeds = check_seeds(seeds, "bf16 check seeds")
+    if len(seeds) < 2:
+        raise ConfigError(f"the bf16 check needs at least 2 seeds for an interval, got {seeds}; e.g. 0,1,2")
     cfg = profile_config(profile, "taet")
-    values: dict[str, Any] = {"train.device": device, "train.seed": seed, "train.progress": False,
-                              "train.track_every": 0}
+    values: dict[str, Any] = {"train.device": device, "train.progress": False, "train.track_every": 0}
     if epochs is not None:
         values["method_args.ce_epochs"] = max(0, min(cfg.method_args.get("ce_epochs", 0), int(round(epochs * 0.4))))
         values["train.epochs"] = epochs
     cfg = override(cfg, values)
     log = print if verbose else (lambda *a, **k: None)
-    runs_ = {}
-    for name, amp, sd in (("fp32", "off", seed), ("bf16", "bf16", seed), ("fp32_next_seed", "off", seed + 1)):
-        runs_[name] = short_run(override(cfg, {"train.seed": sd}), amp)
-        log(f"bf16 check ({profile}, {cfg.model.arch}, {cfg.train.epochs} epochs) {name}: clean "
-            f"{runs_[name]['clean_balanced']:.4f}, PGD-20 {runs_[name]['pgd20_balanced']:.4f} "
-            f"({runs_[name]['train_seconds']:.0f} s training)")
-    diff = abs(runs_["bf16"]["pgd20_balanced"] - runs_["fp32"]["pgd20_balanced"])
-    spread = abs(runs_["fp32_next_seed"]["pgd20_balanced"] - runs_["fp32"]["pgd20_balanced"])
+    runs_: dict[str, dict[int, dict[str, Any]]] = {"fp32": {}, "bf16": {}}
+    for sd in seeds:
+        for name, amp in (("fp32", "off"), ("bf16", "bf16")):
+            r = runs_[name][sd] = short_run(override(cfg, {"train.seed": sd}), amp)
+            log(f"bf16 check ({profile}, {cfg.model.arch}, {cfg.train.epochs} epochs) seed {sd} {name}: clean "
+                f"{r['clean_balanced']:.4f}, PGD-20 {r['pgd20_balanced']:.4f} ({r['train_seconds']:.0f} s training)")
+    fp32 = [runs_["fp32"][sd]["pgd20_balanced"] for sd in seeds]
+    bf16 = [runs_["bf16"][sd]["pgd20_balanced"] for sd in seeds]
+    diff = paired_difference(bf16, fp32)
+    verdict = bf16_verdict(diff, tolerance)
+    spread = summarize(fp32).std
     out = {"profile": profile, "arch": cfg.model.arch, "dataset": cfg.data.dataset, "epochs": cfg.train.epochs,
-           "runs": runs_, "pgd20_balanced_abs_diff": diff, "fp32_seed_spread": spread, "tolerance": tolerance,
-           "passed": diff <= tolerance}
-    log(f"bf16 check: |bf16 - fp32| balanced PGD-20 = {diff:.4f} (fp32 seed-to-seed {spread:.4f}) -> "
-        f"{'PASS' if out['passed'] else 'FAIL'} (tolerance {tolerance})")
+           "seeds": seeds, "runs": runs_, "pgd20_balanced_diff": dataclasses.asdict(diff), "fp32_seed_std": spread,
+           "tolerance": tolerance, "verdict": verdict, "passed": verdict == "equivalent"}
+    log(f"bf16 check: bf16 - fp32 balanced PGD-20 = {100 * diff.mean:+.2f} points, 95% CI "
+        f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}] over {diff.n} paired seeds (fp32 seed-to-seed std "
+        f"{100 * spread:.2f}) -> {verdict.upper()}: {'PASS' if out['passed'] else 'FAIL'} (the interval must lie "
+        f"within ±{100 * tolerance:g} points)")
     return out

@@ -204,3 +204,42 @@ def test_cost_measurements_are_set_up_side_by_side_and_timed_one_at_a_time(tmp_p
         measure_costs([cfgs[1], bad], steps=1)
     with pytest.raises(ValueError, match="prepare_ahead=0"):
         measure_costs(cfgs, prepare_ahead=0)
+
+
+@pytest.mark.parametrize("fp32, bf16, verdict", [
+    ([0.50, 0.52, 0.48], [0.505, 0.525, 0.485], "equivalent"),  # +0.5 points at every seed: interval [0.5, 0.5]
+    ([0.50, 0.52, 0.48], [0.53, 0.555, 0.52], "different"),  # +3, +3.5, +4: mean 3.5, t(2) interval [2.3, 4.7]
+    ([0.50, 0.52, 0.48], [0.50, 0.54, 0.46], "inconclusive"),  # 0, +2, -2: mean 0, interval [-5.0, 5.0]
+])
+def test_bf16_check_reads_the_paired_difference_over_seeds(monkeypatch, fp32, bf16, verdict):
+    import lib.checks as checks
+
+    trained = []
+
+    def fake_run(cfg, amp):
+        trained.append((cfg.train.seed, amp))
+        v = (bf16 if amp == "bf16" else fp32)[cfg.train.seed]
+        return {"amp": amp, "train_seconds": 0.0, "clean_balanced": 0.9, "pgd20_balanced": v}
+
+    monkeypatch.setattr(checks, "short_run", fake_run)
+    out = checks.bf16_check("smoke", device="cpu", seeds=[0, 1, 2], verbose=False)
+    assert sorted(trained) == [(s, a) for s in (0, 1, 2) for a in ("bf16", "off")]  # every seed in both precisions
+    assert out["verdict"] == verdict and out["passed"] == (verdict == "equivalent")
+    diffs = [b - f for b, f in zip(bf16, fp32)]
+    assert out["pgd20_balanced_diff"]["mean"] == pytest.approx(sum(diffs) / 3)
+    if verdict == "different":  # mean 0.035, std 0.005, t(0.975, 2) = 4.3027: half width 0.0124
+        assert out["pgd20_balanced_diff"]["low"] == pytest.approx(0.035 - 4.302653 * 0.005 / 3 ** 0.5)
+    assert out["fp32_seed_std"] == pytest.approx(0.02)
+
+
+def test_bf16_check_needs_two_distinct_seeds_before_training(monkeypatch):
+    import lib.checks as checks
+    from lib.__main__ import parse_seeds
+
+    monkeypatch.setattr(checks, "short_run", lambda cfg, amp: pytest.fail("trained despite bad seeds"))
+    with pytest.raises(ConfigError, match="at least 2 seeds"):
+        checks.bf16_check("smoke", seeds=[0])
+    with pytest.raises(ConfigError, match=r"listed twice"):
+        checks.bf16_check("smoke", seeds=[1, 1])
+    with pytest.raises(ConfigError, match="'x' in '0,x' is not an integer"):
+        parse_seeds("0,x")
