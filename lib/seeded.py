@@ -166,6 +166,25 @@ def sweep_table_seeds(sweep: dict[str, dict[Any, dict[int, dict[str, Any]]]], ke
     return robustness_table_seeds(docs, attacks)
 
 
+def hel_grid_table_seeds(grid: Docs, weights: list[list[float]], attack: str = "pgd20", digits: int = 2
+                         ) -> tuple[list[str], list[list[str]]]:
+    """Table 4 in the paper's layout: one row per β, one column per (α, γ), each cell the balanced `attack`
+    robustness (%) of that TAET run over seeds (`cell`). `grid` maps labels to runs in the order of `weights`
+    ([α, β, γ] each); rows and columns keep the order in which their values first appear; "-" where a combination
+    was not run."""
+    if len(grid) != len(weights):
+        raise ConfigError(f"hel_grid_table_seeds: {len(grid)} runs for {len(weights)} weight triples; pass the grid "
+                          "and the weights it was trained with, in the same order")
+    seeds_of(grid)
+    by_weights = {(a, b, g): by for (a, b, g), by in zip(map(tuple, weights), grid.values())}
+    betas = list(dict.fromkeys(b for _, b, _ in by_weights))
+    pairs = list(dict.fromkeys((a, g) for a, _, g in by_weights))
+    header = ["β"] + [f"α={a:g} γ={g:g}" for a, g in pairs]
+    rows = [[f"β = {b:g}"] + [cell(metric_values(by_weights[(a, b, g)], attack), digits)
+                              if (a, b, g) in by_weights else "-" for a, g in pairs] for b in betas]
+    return header, rows
+
+
 def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[list[str], list[list[str]]]:
     """Tables of the same shape, one per seed, as one: a numeric cell that differs across seeds becomes
     `mean ± std [low, high]` (same decimals as the input); equal cells and text are kept. One table: unchanged."""

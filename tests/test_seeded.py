@@ -101,6 +101,25 @@ def test_table4_grid_is_the_papers_every_weight_01_or_005():
         assert sorted(map(tuple, grid)) == sorted(product((0.05, 0.1), repeat=3)) and grid[0] == [0.1, 0.1, 0.1]
 
 
+def test_table4_in_the_papers_layout_puts_beta_in_rows_and_alpha_gamma_in_columns():
+    from lib.config import HEL_GRID
+
+    # PGD-20 of each cell at seeds 0 and 1: 40 + 2i and 44 + 2i (%), i the cell's place in the paper's grid
+    grid = {f"cell {i}": {0: doc(0.9, (40 + 2 * i) / 100), 1: doc(0.9, (44 + 2 * i) / 100)} for i in range(8)}
+    header, rows = seeded.hel_grid_table_seeds(grid, HEL_GRID)
+    assert header == ["β", "α=0.1 γ=0.1", "α=0.1 γ=0.05", "α=0.05 γ=0.1", "α=0.05 γ=0.05"]
+    assert [r[0] for r in rows] == ["β = 0.1", "β = 0.05"]
+    # cell 5 = (α 0.1, β 0.05, γ 0.05): 50 and 54 -> 52.0 ± 2.8 [26.6, 77.4] (as in the two-seed test above)
+    assert rows[1][2] == "52.0 ± 2.8 [26.6, 77.4]" and rows[0][1] == "42.0 ± 2.8 [16.6, 67.4]"
+    two = {k: grid[k] for k in ("cell 0", "cell 2")}  # the smoke grid: (0.1, 0.1, 0.1) and (0.05, 0.1, 0.1)
+    header, rows = seeded.hel_grid_table_seeds(two, [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1]])
+    assert header == ["β", "α=0.1 γ=0.1", "α=0.05 γ=0.1"] and len(rows) == 1
+    partial = {k: grid[k] for k in ("cell 0", "cell 5")}
+    assert seeded.hel_grid_table_seeds(partial, [[0.1, 0.1, 0.1], [0.1, 0.05, 0.05]])[1][0][2] == "-"
+    with pytest.raises(ConfigError, match="2 runs for 8 weight triples"):
+        seeded.hel_grid_table_seeds(two, HEL_GRID)
+
+
 def pgd_docs(values_by_method):
     return {m: {s: doc(0.9, v) for s, v in enumerate(vals)} for m, vals in values_by_method.items()}
 
