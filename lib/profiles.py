@@ -67,5 +67,8 @@ def table_attacks(profile: str, table: str) -> list[str]:
     if table not in config.TABLE_ATTACKS:
         raise ConfigError(f"unknown table {table!r}; valid: {sorted(config.TABLE_ATTACKS)}")
     suite = list(profile_config(profile).eval.attacks)
-    wanted = config.TABLE_ATTACKS[table]
+    # a profile may narrow a table further ("table_attacks"): `fashion` evaluates its committed 12,000-image runs
+    # on what they hold (clean, PGD-20) and runs the whole suite on its reduced-scale Table 1
+    own = config.PROFILES[profile].get("table_attacks", {})
+    wanted = own[table] if table in own else config.TABLE_ATTACKS[table]
     return suite if wanted is None else [a for a in suite if a in wanted]

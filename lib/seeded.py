@@ -24,7 +24,7 @@ Docs = dict[str, dict[int, dict[str, Any]]]  # {label: {seed: eval document}}
 # ---------------------------------------------------------------------------------------------------------------
 def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *, method: str = "taet",
                 device: str = "auto", out_dir: str = "outputs", workers: int | None = None,
-                executor: str | None = None, attacks=None) -> Docs:
+                executor: str | None = None, attacks=None, evidence: str | None = "auto") -> Docs:
     """Train and evaluate every variant for every seed in one `lib.sweep` call; {label: {seed: eval doc}}.
 
     `variants` maps a label to sweep overrides applied together (`{"method": "atbsl"}`, `{"alpha": 0.2}`,
@@ -34,6 +34,9 @@ def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *
     core; a GPU: one). `executor`: by default "inline" (this process, with its thread settings, as
     `experiments.train_eval`) for one worker, "local" (spawned processes) for several; any `lib.sweep.run_sweep`
     engine otherwise.
+    `evidence`: a folder of committed run files (config.json, eval.json, history.csv) that stand in for runs the
+    cache lacks (`lib.sweep.run_sweep`'s "evidence"); "auto": `results/<profile>/` where it exists; None: the run
+    cache only (a caller that needs the weights, as notebook 05's t-SNE does).
     """
     from .sweep import default_workers, run_sweep
 
@@ -46,18 +49,58 @@ def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *
                             "grid": {"variant": [dict(variants[k]) for k in labels], "seed": list(seeds)}}
     if attacks:
         spec["attacks"] = list(attacks)
+    if evidence == "auto":
+        evidence = evidence_folder(profile)
+    if evidence:
+        spec["evidence"] = str(evidence)
     results = run_sweep(spec, executor=executor or ("inline" if workers == 1 else "local"), workers=workers)
     k = len(seeds)
     return {label: {s: results[i * k + j] for j, s in enumerate(seeds)} for i, label in enumerate(labels)}
 
 
+def reduced_scale(profile: str) -> dict[str, Any] | None:
+    """The profile's reduced scale for the runs outside the claims (notebook setting "reduced": "overrides" for
+    every such run, its "seeds", and the "full_scale_methods" that keep the profile's own size), or None where the
+    profile trains everything at its own size."""
+    from .config import notebook_settings
+
+    red = notebook_settings(profile).get("reduced")
+    if not red:
+        return None
+    unknown = set(red) - {"overrides", "seeds", "full_scale_methods"}
+    if unknown:
+        raise ConfigError(f"profile {profile!r}: unknown key(s) {sorted(unknown)} in notebooks.reduced; valid: "
+                          "overrides, seeds, full_scale_methods")
+    return {"overrides": red.get("overrides", {}), "seeds": check_seeds(red.get("seeds", [0]), "reduced seeds"),
+            "full_scale_methods": list(red.get("full_scale_methods", []))}
+
+
+def at_reduced(variants: dict[str, dict[str, Any]], reduced: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`variants` with the reduced scale's overrides merged in (section dicts merged key by key)."""
+    out = {}
+    for label, v in variants.items():
+        merged = dict(v)
+        for key, val in reduced["overrides"].items():
+            merged[key] = {**merged.get(key, {}), **val} if isinstance(val, dict) else val
+        out[label] = merged
+    return out
+
+
+def evidence_folder(profile: str, results_dir: str = "results") -> str | None:
+    """`results/<profile>/`, the profile's committed evidence (`python -m lib claims --export`), where it exists."""
+    from pathlib import Path
+
+    folder = Path(results_dir) / profile
+    return str(folder) if folder.is_dir() else None
+
+
 def train_eval_seeds(profile: str, method: str, seeds=None, *, device: str = "auto", out_dir: str = "outputs",
                      workers: int | None = None, executor: str | None = None, attacks=None,
-                     **overrides) -> dict[int, dict[str, Any]]:
+                     evidence: str | None = "auto", **overrides) -> dict[int, dict[str, Any]]:
     """`method` trained and evaluated for each seed (the profile's by default): {seed: eval document}.
     `overrides` are sweep overrides (`train={"epochs": 5}`, `ir=50`)."""
     return sweep_seeds(profile, {method: {"method": method, **overrides}}, seeds, device=device, out_dir=out_dir,
-                       workers=workers, executor=executor, attacks=attacks)[method]
+                       workers=workers, executor=executor, attacks=attacks, evidence=evidence)[method]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,6 +134,8 @@ def setting_line(doc: dict[str, Any], k: int, *, ir: bool = True, figure: bool =
     p = doc["protocol"]
     eps = doc.get("eval_config", {}).get("eps")
     parts = [f"{p['dataset']}-LT" + (f" IR {p['imbalance_ratio']:g}" if ir else "")]
+    if ir and p.get("train_counts"):  # the train set's size: a reduced scale reads as such
+        parts.append(f"{sum(p['train_counts']):,} train images")
     if eps is not None:
         parts.append(f"ε = {255 * eps:.3g}/255")
     parts.append(f"{p['test_protocol']} test set of {p['n_test']:,}")

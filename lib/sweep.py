@@ -13,6 +13,7 @@ SPEC is a dict, or a JSON file (TOML too on Python >= 3.11):
         "seed": [0, 1, 2]                 # alias of train.seed
       },
       "attacks": ["clean", "pgd20"],      # evaluated after training (default: the profile's suite)
+      "evidence": "results/demo",         # read finished runs from here too (committed evidence: no weights)
       "executor": "local", "workers": 2,  # see run_sweep
       "slurm": {"timeout_min": 720, "slurm_partition": "gpu", "gpus_per_node": 1}  # submitit parameters
     }
@@ -58,7 +59,8 @@ ALIASES = {
     "beta": "method_args.beta", "gamma": "method_args.gamma", "ce_epochs": "method_args.ce_epochs",
 }
 EXECUTORS = ("local", "inline", "slurm", "submitit-local", "submitit-debug")
-SPEC_KEYS = {"profile", "device", "out_dir", "method", "base", "grid", "attacks", "executor", "workers", "slurm"}
+SPEC_KEYS = {"profile", "device", "out_dir", "method", "base", "grid", "attacks", "executor", "workers", "slurm",
+             "evidence"}
 
 
 class SweepError(RuntimeError):
@@ -336,6 +338,10 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
     Each result is the run's eval document (as `lib.experiments.train_eval` returns it: "results",
     "protocol", ..., plus "run_dir" and "history") with "point" (the grid values) and "config" added.
     A re-run skips finished runs; failed runs raise SweepError after the others finished.
+    The spec's "evidence" (a folder, e.g. results/fashion, of run folders holding config.json, eval.json and
+    history.csv, no weights): a run the cache lacks is read from there when its eval.json is current and holds
+    every requested attack (its result's "run_dir" is that folder and "source" is "evidence"), and trained only
+    otherwise; `force` ignores it.
     """
     spec = load_spec(spec)
     executor = executor or spec.get("executor", "local")
@@ -351,11 +357,27 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
     for _, cfg in points:
         check_attacks(_attacks(spec, cfg))
         unique.setdefault(str(runs.run_dir(cfg)), cfg)
-    todo = [(cfg, _attacks(spec, cfg)) for cfg in unique.values()
-            if force or cached_result(cfg, _attacks(spec, cfg)) is None]
+    evidence = Path(spec["evidence"]) if spec.get("evidence") else None
+
+    def found(cfg: RunConfig) -> tuple[dict[str, Any], Path] | None:
+        """(eval doc, folder) from the run cache, else from the committed evidence; None where neither is current."""
+        doc = cached_result(cfg, _attacks(spec, cfg))
+        if doc is not None:
+            return doc, runs.run_dir(cfg)
+        if evidence is not None and not force:
+            folder = evidence / runs.run_dir(cfg).name
+            doc = cached_result(cfg, _attacks(spec, cfg), folder)
+            if doc is not None:
+                return doc, folder
+        return None
+
+    done = {rd: found(cfg) for rd, cfg in unique.items()} if not force else {rd: None for rd in unique}
+    todo = [(cfg, _attacks(spec, cfg)) for rd, cfg in unique.items() if done[rd] is None]
+    from_evidence = sum(1 for rd, d in done.items() if d is not None and d[1] != Path(rd))
     name = executor if isinstance(executor, str) else type(executor).__name__
-    log(f"[sweep] {len(points)} grid point(s), {len(unique)} run(s): {len(unique) - len(todo)} finished earlier, "
-        f"{len(todo)} to run ({name}, {workers} at a time)")
+    log(f"[sweep] {len(points)} grid point(s), {len(unique)} run(s): {len(unique) - len(todo)} finished earlier"
+        + (f" ({from_evidence} from the committed evidence in {evidence})" if from_evidence else "")
+        + f", {len(todo)} to run ({name}, {workers} at a time)")
     failed = {}
     if todo:
         folder = Path(spec.get("out_dir", "outputs")) / "sweeps" / "submitit"
@@ -366,12 +388,13 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
                          f"sweep retries only these):\n{lines}")
     results = []
     for point, cfg in points:
-        doc = cached_result(cfg, _attacks(spec, cfg))
-        if doc is None:
+        hit = found(cfg)
+        if hit is None:
             raise SweepError(f"run {runs.run_dir(cfg)} has no up-to-date eval.json after the sweep; was it "
                              "changed meanwhile? Re-run the sweep")
-        rd = runs.run_dir(cfg)
-        results.append({**doc, "run_dir": str(rd), "history": _read_history(rd), "point": point, "config": cfg})
+        doc, rd = hit
+        results.append({**doc, "run_dir": str(rd), "history": _read_history(rd), "point": point, "config": cfg,
+                        "source": "cache" if rd == runs.run_dir(cfg) else "evidence"})
     return results
 
 

@@ -85,6 +85,11 @@ def tiny_settings(p: dict[str, Any]) -> dict[str, Any]:
             d["ce_epochs"] = _scaled_epochs(d.get("ce_epochs", 0), d.get("epochs", total))
             d.update(TINY_DERMA)
             d["ce_epochs"] = min(d["ce_epochs"], TINY_DERMA["epochs"] - 1)
+        if nb.get("reduced"):  # no larger than the tiny train set, one seed
+            red = nb["reduced"]
+            red["seeds"] = list(red.get("seeds", [0]))[:1]
+            data = red.setdefault("overrides", {}).setdefault("data", {})
+            data["max_train"] = min(data.get("max_train", TINY_DATA["max_train"]), TINY_DATA["max_train"])
         if nb.get("efficiency"):
             nb["efficiency"].update(TINY_EFFICIENCY, batch_size=TINY_TRAIN["batch_size"])
     q["tiny"] = True

@@ -129,19 +129,29 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     for f in figures:
         for ext in ("png", "pdf"):
             assert (out / "figures" / f"{f}.{ext}").stat().st_size > 1000, f
+    # smoke exercises the fashion profile's reduced scale: the claims' methods at the profile's size over its two
+    # seeds, every method at 150 train images and one seed in a table of its own (and Table 4's grid, 05's t-SNE)
     methods = table_methods(include_reference=True)
+    main = ["ce", "at", "atbsl", "taet"]
     t1 = _rows(out / "tables" / "table1_balanced.csv")
-    assert [r["method"] for r in t1] == methods
+    assert [r["method"] for r in t1] == main
     assert list(t1[0]) == ["method", "Clean", "FGSM", "PGD-20", "CW-L2"]
     assert all(0 <= float(r["PGD-20"].split(" ± ")[0]) <= 100 and " ± " in r["PGD-20"] for r in t1)  # 2 seeds
     assert "mean ± std [95% t-interval], n = 2 seeds" in (out / "tables" / "table1_balanced.md").read_text()
+    small = _rows(out / "tables" / "table1_all_methods_reduced.csv")
+    assert [r["method"] for r in small] == methods and list(small[0]) == list(t1[0])
+    assert all(" ± " not in r["PGD-20"] for r in small)  # one seed: single values
+    small_md = (out / "tables" / "table1_all_methods_reduced.md").read_text()
+    assert "1 seed, no interval" in small_md and "150 train images" in small_md
     t2 = _rows(out / "tables" / "table2_tail_classes.csv")
-    assert len(t2) == len(methods) and len(t2[0]) == 1 + 2 * 3
+    assert len(t2) == len(main) and len(t2[0]) == 1 + 2 * 3
     wall = _rows(out / "tables" / "table1_wall_time.csv")
-    assert [r["method"] for r in wall] == methods and all(float(r["train s"].split()[0]) > 0 for r in wall)
+    assert [r["method"] for r in wall] == main and all(float(r["train s"].split()[0]) > 0 for r in wall)
     t5 = _rows(out / "tables" / "table5_ir_sweep.csv")
     assert [r["method"] for r in t5] == ["atbsl @ IR 10", "atbsl @ IR 50", "taet @ IR 10", "taet @ IR 50"]
     assert len(_rows(out / "tables" / "table4_hel_weights.csv")) == 2
+    assert "150 train images" in (out / "tables" / "table4_hel_weights.md").read_text()
+    assert "150 train images" not in (out / "tables" / "fig6b_components.md").read_text()
     assert [r["method"] for r in _rows(out / "tables" / "fig6b_components.csv")] == [
         "BCL", "BCL+HDL", "BCL+RCEL", "HEL (all)", "HEL, no stage 1"]
     assert len(_rows(out / "tables" / "fig7_ce_epochs.csv")) == 2

@@ -37,6 +37,7 @@ def test_two_seeds_give_mean_std_and_the_t_interval_by_hand():
     title = seeded.title("Table 1", "smoke", TWO)
     assert "mean ± std [95% t-interval], n = 2 seeds" in title
     assert "digits-LT IR 10" in title and "ε = 8/255" in title and "balanced test set of 1,200" in title
+    assert "90 train images" in title  # 50 + 20 + 10 + 10: a reduced scale reads as such
     assert seeded.figure_title("Fig", "smoke", TWO).endswith("mean ± 1 std (bars, bands) over n = 2 seeds")
 
 
@@ -81,6 +82,9 @@ def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_repo
     assert table_attacks("paper", "ablations") == ["clean", "pgd20", "autoattack"]  # Sec. 6.3 quotes Fig. 7's AA
     with pytest.raises(ConfigError, match="unknown table 'table9'.*ablations"):
         table_attacks("demo", "table9")
+    # fashion's 12,000-image tables read committed runs that hold clean and PGD-20 (no weights to run more on)
+    assert table_attacks("fashion", "table1") == table_attacks("fashion", "table5") == ["clean", "pgd20"]
+    assert table_attacks("fashion", "ablations") == ["clean", "pgd20"]
     # notebook 02's IR-10 run carries every attack; the others of Table 5 only the table's: the columns asked for
     more = {**TWO["taet"][0], "results": {**TWO["taet"][0]["results"], "fgsm": {"balanced": 0.7, "accuracy": 0.7}}}
     sweep = {"taet": {10: {0: more}, 50: {0: TWO["taet"][1]}}}
@@ -224,3 +228,30 @@ def test_silhouette_is_nan_where_undefined_and_nan_survives_combining():
     assert float(ok[0][1]) > 0.9 and one_each[0][1] == "nan"
     header = ["method", "silhouette"]
     assert combine_tables([(header, ok), (header, one_each)])[1][0][1] == "nan"
+
+
+def test_reduced_scale_merges_its_overrides_and_is_none_where_a_profile_has_none():
+    assert seeded.reduced_scale("demo") is None and seeded.reduced_scale("paper") is None
+    red = seeded.reduced_scale("fashion")
+    assert red == {"overrides": {"data": {"max_train": 2000}}, "seeds": [0],
+                   "full_scale_methods": ["ce", "at", "atbsl", "taet"]}
+    variants = {"taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50}}, "BCL": {"beta": 0.0}}
+    assert seeded.at_reduced(variants, red) == {
+        "taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50, "max_train": 2000}},
+        "BCL": {"beta": 0.0, "data": {"max_train": 2000}}}
+    assert variants["BCL"] == {"beta": 0.0}  # the caller's dicts are not changed
+    # the reduced runs are other runs than the profile's own (another hash and folder), the same seed otherwise
+    small = run_config("fashion", "taet", data={"max_train": 2000})
+    assert runs.run_dir(small) != runs.run_dir(run_config("fashion", "taet")) and small.data.max_train == 2000
+
+
+def test_a_reduced_scale_with_an_unknown_key_or_bad_seeds_is_refused(monkeypatch):
+    from lib import config
+
+    nb = {**config.PROFILES["smoke"]["notebooks"], "reduced": {"overrides": {}, "seed": [0]}}
+    monkeypatch.setitem(config.PROFILES, "smoke", {**config.PROFILES["smoke"], "notebooks": nb})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['seed'\] in notebooks.reduced"):
+        seeded.reduced_scale("smoke")
+    nb["reduced"] = {"seeds": [0, 0]}
+    with pytest.raises(ConfigError, match="reduced seeds"):
+        seeded.reduced_scale("smoke")

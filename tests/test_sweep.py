@@ -131,3 +131,36 @@ def test_default_workers_is_one_single_thread_process_per_core_on_a_cpu_and_one_
     monkeypatch.delattr(os, "sched_getaffinity")
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown core count: one
     assert default_workers("cpu") == 1
+
+
+def test_committed_evidence_stands_in_for_a_run_the_cache_lacks(tmp_path, capsys):
+    """A run whose config.json, eval.json and history.csv sit in the spec's "evidence" folder (results/<profile>/,
+    no weights) is read from there, not trained; an attack the evidence lacks trains it; --force ignores it."""
+    import shutil
+
+    s = spec(tmp_path, grid={"seed": [0]})
+    first = run_sweep(s, executor="inline", verbose=False)[0]
+    cached = Path(first["run_dir"])
+    evidence = tmp_path / "results" / "smoke"
+    (evidence / cached.name).mkdir(parents=True)
+    for f in ("config.json", "eval.json", "history.csv"):
+        shutil.copy(cached / f, evidence / cached.name / f)
+    shutil.rmtree(tmp_path / "out")  # an empty run cache, as on a fresh clone
+
+    got = run_sweep({**s, "evidence": str(evidence)}, executor="inline")[0]
+    out = capsys.readouterr().out
+    assert "1 finished earlier (1 from the committed evidence" in out and "0 to run" in out
+    assert got["source"] == "evidence" and Path(got["run_dir"]) == evidence / cached.name
+    assert got["results"] == first["results"] and len(got["history"]) == len(first["history"]) == 1
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+    # an attack the evidence does not hold: the run is trained (into the cache), not read half from the evidence
+    more = run_sweep({**s, "evidence": str(evidence), "attacks": ["clean", "pgd20"]}, executor="inline",
+                     verbose=False)[0]
+    assert more["source"] == "cache" and Path(more["run_dir"]) == cached and (cached / "checkpoint.pt").exists()
+    assert more["results"]["clean"]["balanced"] == first["results"]["clean"]["balanced"]  # same seed, same run
+
+    # with no cache and force, the evidence is ignored and the run retrained
+    shutil.rmtree(tmp_path / "out")
+    forced = run_sweep({**s, "evidence": str(evidence)}, executor="inline", force=True, verbose=False)[0]
+    assert forced["source"] == "cache" and (cached / "checkpoint.pt").exists()

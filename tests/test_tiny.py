@@ -343,3 +343,13 @@ def test_autoattack_cap_also_limits_target_classes(monkeypatch):
     autoattack(net, x, net(x).argmax(1), eps=8 / 255, max_steps=1)
     assert seen == {"apgd_t": 2, "fab": 2, "iters": 1, "queries": 1}
     assert describe_attack("autoattack", EvalConfig(max_steps=1))["n_target_classes"] == "min(2, num_classes - 1)"
+
+
+def test_tiny_shrinks_the_reduced_scale_too(fresh_profiles):
+    from lib import seeded
+    from lib.tiny import TINY_DATA
+
+    name = tiny.prepare_profile("fashion", tiny=True)
+    red = seeded.reduced_scale(name)
+    assert red["overrides"]["data"]["max_train"] == TINY_DATA["max_train"] and red["seeds"] == [0]
+    assert red["full_scale_methods"] == ["ce", "at", "atbsl", "taet"]
