@@ -233,15 +233,17 @@ def test_silhouette_is_nan_where_undefined_and_nan_survives_combining():
 def test_reduced_scale_merges_its_overrides_and_is_none_where_a_profile_has_none():
     assert seeded.reduced_scale("demo") is None and seeded.reduced_scale("paper") is None
     red = seeded.reduced_scale("fashion")
-    assert red == {"overrides": {"data": {"max_train": 2000}}, "seeds": [0],
+    assert red == {"overrides": {"data": {"max_train": 2000}, "train": {"track_every": 0}}, "seeds": [0],
                    "full_scale_methods": ["ce", "at", "atbsl", "taet"]}
-    variants = {"taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50}}, "BCL": {"beta": 0.0}}
+    variants = {"taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50}, "train": {"epochs": 5}},
+                "BCL": {"beta": 0.0}}
     assert seeded.at_reduced(variants, red) == {
-        "taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50, "max_train": 2000}},
-        "BCL": {"beta": 0.0, "data": {"max_train": 2000}}}
+        "taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50, "max_train": 2000},
+                         "train": {"epochs": 5, "track_every": 0}},
+        "BCL": {"beta": 0.0, "data": {"max_train": 2000}, "train": {"track_every": 0}}}
     assert variants["BCL"] == {"beta": 0.0}  # the caller's dicts are not changed
     # the reduced runs are other runs than the profile's own (another hash and folder), the same seed otherwise
-    small = run_config("fashion", "taet", data={"max_train": 2000})
+    small = run_config("fashion", "taet", data={"max_train": 2000}, train={"track_every": 0})
     assert runs.run_dir(small) != runs.run_dir(run_config("fashion", "taet")) and small.data.max_train == 2000
 
 
