@@ -229,6 +229,16 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .runs import export_evidence
+
+    if a.profile not in PROFILES:
+        raise ConfigError(f"unknown profile {a.profile!r}; valid: {sorted(PROFILES)}")
+    written = export_evidence(a.run_dirs, f"{a.results_dir}/{a.profile}")
+    print(f"{len(written)} run(s) -> {a.results_dir}/{a.profile}/ (config.json, eval.json, history.csv; no weights)")
+    return 0
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0,1,2' as [0, 1, 2]; a ConfigError naming the bad entry otherwise."""
     seeds = []
@@ -418,6 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     d.add_argument("--force", action="store_true", help="retrain even if finished runs exist")
     d.set_defaults(func=cmd_demo)
+
+    x = sub.add_parser("export", help="copy finished runs' evidence files to results/<profile>/ (no weights)",
+                       formatter_class=fmt, description="Copies config.json, eval.json and history.csv of each "
+                       "finished run to results/<profile>/<run name>/, where notebooks and the claims check read "
+                       "them when the run cache lacks the run (commit them to share the evidence).")
+    x.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. outputs/runs/*-s0-*")
+    x.add_argument("--profile", required=True, help="the profile the runs belong to (the results/ subfolder)")
+    x.add_argument("--results-dir", default="results", help="default: results")
+    x.set_defaults(func=cmd_export)
 
     from .claims import add_cli
 

@@ -25,7 +25,7 @@ from .profiles import profile_config
 from .stats import Summary, paired_difference, summarize, verdict
 from .tables import rarest_classes
 
-EVIDENCE_FILES = ("config.json", "eval.json", "history.csv")
+EVIDENCE_FILES = runs.EVIDENCE_FILES
 RESULTS_DIR = "results"
 
 # Per profile: does notebook 08 train the claims runs it lacks (cheap profiles: yes; fashion and paper read the
@@ -725,19 +725,9 @@ def export_results(profile: str, gathered: dict[str, Any], results_dir=RESULTS_D
     """Copy config.json, eval.json and history.csv (no checkpoint) of every claims run in the cache, and
     config.json, diverged.json and any history.csv of every cached run that diverged, to
     results/<profile>/<run name>/; returns the folders written."""
-    written = []
     folders = {Path(doc["folder"]) for doc in gathered["cache"].values()}
     folders |= {Path(rec["folder"]) for rec in gathered.get("diverged", {}).values()}
-    for src in sorted(folders):
-        dest = Path(results_dir) / profile / src.name
-        if dest.resolve() == src.resolve():
-            continue
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in EVIDENCE_FILES + (runs.DIVERGED_FILE,):
-            if (src / f).exists():
-                runs.atomic_write_text(dest / f, (src / f).read_text())
-        written.append(dest)
-    return written
+    return runs.export_evidence(sorted(folders), Path(results_dir) / profile)
 
 
 def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, device: str = "cpu",

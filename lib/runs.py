@@ -315,3 +315,29 @@ def load_checkpoint(path, expect_hash: str | None = None, map_location="cpu",
             f"(method {ckpt.get('method')!r}); use another --name, or --force to retrain from scratch"
         )
     return ckpt
+
+
+EVIDENCE_FILES = ("config.json", "eval.json", "history.csv")
+
+
+def export_evidence(run_dirs, dest_root) -> list[Path]:
+    """Copy each finished run's evidence files (config.json, eval.json, history.csv, and diverged.json where the
+    run diverged; no weights) to dest_root/<run name>/, e.g. results/<profile>/; returns the folders written.
+    Every folder is checked before anything is copied: a ConfigError names those that are not finished runs."""
+    srcs = [Path(r) for r in run_dirs]
+    bad = [str(r) for r in srcs if not (r / "config.json").exists()
+           or not ((r / "eval.json").exists() or (r / DIVERGED_FILE).exists())]
+    if bad:
+        raise ConfigError(f"not finished runs (no config.json with an eval.json or {DIVERGED_FILE}): {bad}; "
+                          "train and evaluate them first (python -m lib train ... --evaluate, or their notebook)")
+    written = []
+    for src in sorted(set(srcs)):
+        dest = Path(dest_root) / src.name
+        if dest.resolve() == src.resolve():
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in EVIDENCE_FILES + (DIVERGED_FILE,):
+            if (src / f).exists():
+                atomic_write_text(dest / f, (src / f).read_text())
+        written.append(dest)
+    return written

@@ -134,3 +134,24 @@ def test_a_switch_at_its_neutral_value_leaves_the_hash_of_cached_runs_unchanged(
     switched = RunConfig(method="taet", method_args={"alpha": 0.1, "new_switch": True})
     assert config_hash(at_neutral) == before
     assert config_hash(switched) != before
+
+
+def test_export_copies_the_evidence_files_of_finished_runs_and_no_weights(tmp_path, capsys):
+    from lib.__main__ import main
+
+    done, unfinished = tmp_path / "runs" / "taet-a-s0-1", tmp_path / "runs" / "taet-a-s1-2"
+    for d in (done, unfinished):
+        d.mkdir(parents=True)
+        (d / "config.json").write_text('{"method": "taet"}')
+        (d / "checkpoint.pt").write_bytes(b"weights")
+    (done / "eval.json").write_text('{"results": {}}')
+    (done / "history.csv").write_text("epoch\n1\n")
+    results = tmp_path / "results"
+    # an unfinished run among them: refused, naming it, before anything is copied
+    assert main(["export", str(done), str(unfinished), "--profile", "smoke", "--results-dir", str(results)]) == 2
+    assert "taet-a-s1-2" in capsys.readouterr().err and not results.exists()
+    assert main(["export", str(done), "--profile", "smoke", "--results-dir", str(results)]) == 0
+    dest = results / "smoke" / done.name
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "eval.json", "history.csv"]
+    assert (dest / "eval.json").read_text() == '{"results": {}}'
+    assert main(["export", str(done), "--profile", "nope", "--results-dir", str(results)]) == 2
