@@ -60,19 +60,24 @@ def sweep_seeds(profile: str, variants: dict[str, dict[str, Any]], seeds=None, *
 
 def reduced_scale(profile: str) -> dict[str, Any] | None:
     """The profile's reduced scale for the runs outside the claims (notebook setting "reduced": "overrides" for
-    every such run, its "seeds", and the "full_scale_methods" that keep the profile's own size), or None where the
-    profile trains everything at its own size."""
+    every such run, its "seeds", the "full_scale_methods" that keep the profile's own size in 02, and notebook 04's
+    studies trained at the reduced scale, "ablations", default Table 4's grid), or None where the profile trains
+    everything at its own size."""
     from .config import notebook_settings
 
     red = notebook_settings(profile).get("reduced")
     if not red:
         return None
-    unknown = set(red) - {"overrides", "seeds", "full_scale_methods"}
-    if unknown:
-        raise ConfigError(f"profile {profile!r}: unknown key(s) {sorted(unknown)} in notebooks.reduced; valid: "
-                          "overrides, seeds, full_scale_methods")
+    keys = {"overrides", "seeds", "full_scale_methods", "ablations"}
+    if set(red) - keys:
+        raise ConfigError(f"profile {profile!r}: unknown key(s) {sorted(set(red) - keys)} in notebooks.reduced; "
+                          f"valid: {sorted(keys)}")
+    studies = list(red.get("ablations", ["table4"]))
+    if set(studies) - {"table4", "fig6b", "fig7"}:
+        raise ConfigError(f"profile {profile!r}: notebooks.reduced.ablations {studies}: notebook 04's studies are "
+                          "table4, fig6b and fig7")
     return {"overrides": red.get("overrides", {}), "seeds": check_seeds(red.get("seeds", [0]), "reduced seeds"),
-            "full_scale_methods": list(red.get("full_scale_methods", []))}
+            "full_scale_methods": list(red.get("full_scale_methods", [])), "ablations": studies}
 
 
 def at_reduced(variants: dict[str, dict[str, Any]], reduced: dict[str, Any]) -> dict[str, dict[str, Any]]:

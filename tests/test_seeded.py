@@ -234,7 +234,7 @@ def test_reduced_scale_merges_its_overrides_and_is_none_where_a_profile_has_none
     assert seeded.reduced_scale("demo") is None and seeded.reduced_scale("paper") is None
     red = seeded.reduced_scale("fashion")
     assert red == {"overrides": {"data": {"max_train": 2000}, "train": {"track_every": 0}}, "seeds": [0],
-                   "full_scale_methods": ["ce", "at", "atbsl", "taet"]}
+                   "full_scale_methods": ["ce", "at", "atbsl", "taet"], "ablations": ["table4", "fig6b"]}
     variants = {"taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50}, "train": {"epochs": 5}},
                 "BCL": {"beta": 0.0}}
     assert seeded.at_reduced(variants, red) == {
@@ -257,3 +257,8 @@ def test_a_reduced_scale_with_an_unknown_key_or_bad_seeds_is_refused(monkeypatch
     nb["reduced"] = {"seeds": [0, 0]}
     with pytest.raises(ConfigError, match="reduced seeds"):
         seeded.reduced_scale("smoke")
+    nb["reduced"] = {"ablations": ["table4", "fig9"]}
+    with pytest.raises(ConfigError, match="notebook 04's studies are table4, fig6b and fig7"):
+        seeded.reduced_scale("smoke")
+    nb["reduced"] = {}
+    assert seeded.reduced_scale("smoke") is None
