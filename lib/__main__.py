@@ -21,7 +21,7 @@ from .evaluate import check_attacks, evaluate_run, with_eval_overrides
 from .methods import METHODS, resolve_method_args
 from .pipeline import PipelineError, run_pipeline
 from .profiles import profile_config
-from .runs import DiskFullError, read_config, run_dir
+from .runs import RESULTS_DIR, DiskFullError, read_config, run_dir
 from .sweep import cached_result, expand_points, load_spec, run_sweep, summary_table
 from .tiny import prepare_profile
 from .train import train_run, validate
@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "them when the run cache lacks the run (commit them to share the evidence).")
     x.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. outputs/runs/*-s0-*")
     x.add_argument("--profile", required=True, help="the profile the runs belong to (the results/ subfolder)")
-    x.add_argument("--results-dir", default="results", help="default: results")
+    x.add_argument("--results-dir", default=RESULTS_DIR, help=f"default: {RESULTS_DIR}")
     x.set_defaults(func=cmd_export)
 
     from .claims import add_cli

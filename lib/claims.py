@@ -25,8 +25,7 @@ from .profiles import profile_config
 from .stats import Summary, paired_difference, summarize, verdict
 from .tables import rarest_classes
 
-EVIDENCE_FILES = runs.EVIDENCE_FILES
-RESULTS_DIR = "results"
+RESULTS_DIR = runs.RESULTS_DIR
 
 # Per profile: does notebook 08 train the claims runs it lacks (cheap profiles: yes; fashion and paper read the
 # committed results/ and say what to train), and does it include the factorial (the demo leaves it out to stay short).

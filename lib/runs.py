@@ -318,6 +318,7 @@ def load_checkpoint(path, expect_hash: str | None = None, map_location="cpu",
 
 
 EVIDENCE_FILES = ("config.json", "eval.json", "history.csv")
+RESULTS_DIR = "results"  # committed evidence: results/<profile>/<run name>/
 
 
 def export_evidence(run_dirs, dest_root) -> list[Path]:

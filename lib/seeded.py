@@ -91,11 +91,13 @@ def at_reduced(variants: dict[str, dict[str, Any]], reduced: dict[str, Any]) -> 
     return out
 
 
-def evidence_folder(profile: str, results_dir: str = "results") -> str | None:
-    """`results/<profile>/`, the profile's committed evidence (`python -m lib claims --export`), where it exists."""
+def evidence_folder(profile: str, results_dir: str | None = None) -> str | None:
+    """`results/<profile>/`, the profile's committed evidence (`python -m lib export`), where it exists."""
     from pathlib import Path
 
-    folder = Path(results_dir) / profile
+    from .runs import RESULTS_DIR
+
+    folder = Path(results_dir or RESULTS_DIR) / profile
     return str(folder) if folder.is_dir() else None
 
 
