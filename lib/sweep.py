@@ -388,7 +388,7 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
                          f"sweep retries only these):\n{lines}")
     results = []
     for point, cfg in points:
-        hit = found(cfg)
+        hit = done[str(runs.run_dir(cfg))] or found(cfg)  # found before dispatch, else look again after it
         if hit is None:
             raise SweepError(f"run {runs.run_dir(cfg)} has no up-to-date eval.json after the sweep; was it "
                              "changed meanwhile? Re-run the sweep")
