@@ -121,7 +121,7 @@ def test_a_profile_attack_scale_multiplies_every_attack_size():
     assert profile_config("demo", "las_at").method_args["eps_types"] == tuple(range(12, 61, 4))
     smoke = profile_config("smoke", "taet")  # no scale: the paper's sizes
     assert "eps" not in smoke.method_args and smoke.eval.eps == pytest.approx(8 / 255)
-    assert profile_config("demo", "taet").method_args["ce_epochs"] == 24  # the profile's own args still apply
+    assert profile_config("demo", "taet").method_args["ce_epochs"] == 16  # the profile's own args still apply
 
 
 def test_a_switch_at_its_neutral_value_leaves_the_hash_of_cached_runs_unchanged(monkeypatch):
