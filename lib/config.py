@@ -258,7 +258,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data": {"dataset": "digits", "imbalance_ratio": 10.0, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
         # per-epoch tracking only where Fig. 1-2 read it (notebook 01 asks for it): here it cost 41% of an AT-BSL epoch
-        # 40 epochs (TAET: 16 clean) keep `make demo` under 10 minutes on 2 cores; at 60 it took 19 (README, "make demo")
+        # 40 epochs (TAET: 16 clean) keep `make demo` under 10 minutes on 2 cores; 60 took 19 (README, "make demo")
         "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "track_size": 200},
         "method_args": {"ce_epochs": 16},
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
