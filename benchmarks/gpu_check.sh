@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# First thing to run on a GPU machine, before paying for the paper profile (about 10 minutes on one GPU):
+# First thing to run on a GPU machine, before paying for the paper profile (estimated 10 minutes on one GPU; so far
+# only dry-run on a CPU):
 #  1. `lib bench` at the paper's batch (ResNet-18, 128): kit vs reference speed, the numerical check, the speed
 #     features, projected hours of a full paper run, and notebook 07's per-method cost table for the paper profile,
 #     on a full-size synthetic CIFAR-10 look-alike when `data/cifar-10-batches-py` is absent (timing only);
