@@ -28,10 +28,9 @@ if [ ! -d data/cifar-10-batches-py ]; then
   stamp "no CIFAR-10 in data/: a synthetic look-alike at full size in $SYNTH (timings only; its accuracies mean nothing)"
   $PY - "$SYNTH" "$SMALL" <<'PY'
 import sys
-import lib.tiny as t
-t.SYNTH_TRAIN_PER_CLASS = 100 if sys.argv[2] == "1" else 5000  # CIFAR-10's 5,000 per class: a real epoch's length
-t.SYNTH_TEST_PER_CLASS = 100
-t.write_synthetic_cifar(sys.argv[1])
+from lib.tiny import write_synthetic_cifar
+# CIFAR-10's own 5,000 train images per class, so an epoch has its real length
+write_synthetic_cifar(sys.argv[1], train_per_class=100 if sys.argv[2] == "1" else 5000, test_per_class=100)
 PY
   mkdir -p data && ln -sfn "$SYNTH/cifar-10-batches-py" data/cifar-10-batches-py
 fi
@@ -45,7 +44,8 @@ tail -40 "$OUT/bench.log"
 if [ -n "$SYNTH" ]; then rm -f data/cifar-10-batches-py; rm -rf "$SYNTH"; fi
 
 stamp "2. every method, paper profile at --tiny size, on $DEV"
-for m in ${METHODS:-adt at atbsl ce gairat he las_at mart reat robal robal_r taet trades}; do echo $m; done |
+ALL=$($PY -c "from lib.experiments import table_methods; print(' '.join(table_methods(include_reference=True)))")
+for m in ${METHODS:-$ALL}; do echo $m; done |
   xargs -P 4 -I{} sh -c "timeout ${T_TINY:-150} $PY -m lib train --method {} --profile paper --tiny --device $DEV \
     --out-dir $OUT/tiny --no-progress --evaluate --attacks clean,fgsm,pgd20,pgd100,cw_l2,cw_linf \
     > $OUT/tiny-{}.log 2>&1; echo {} exit status \$?" | sort | tee "$OUT/tiny_status.txt"

@@ -134,10 +134,13 @@ def _images(rng: np.random.RandomState, labels: np.ndarray, shape: tuple[int, ..
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def write_synthetic_cifar(folder: str, name: str = "cifar10", seed: int = 0) -> str:
+def write_synthetic_cifar(folder: str, name: str = "cifar10", seed: int = 0, *,
+                          train_per_class: int = SYNTH_TRAIN_PER_CLASS,
+                          test_per_class: int = SYNTH_TEST_PER_CLASS) -> str:
     """A CIFAR-10/100 look-alike in torchvision's on-disk format (`cifar-10-batches-py/`: five pickled train
     batches, a test batch and the meta file, rows of 3072 bytes in CHW order), with its md5s recorded in
-    SYNTHETIC_MARKER so lib.data hands torchvision these checksums. Returns the base folder."""
+    SYNTHETIC_MARKER so lib.data hands torchvision these checksums. Returns the base folder. `--tiny` writes the
+    default sizes; benchmarks/gpu_check.sh writes CIFAR-10's own (5,000 train images per class) to time real epochs."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
     cls = CIFAR10 if name == "cifar10" else CIFAR100
@@ -154,8 +157,8 @@ def write_synthetic_cifar(folder: str, name: str = "cifar10", seed: int = 0) -> 
         return {"data": x, label_key: y.tolist(), "batch_label": "synthetic (taet-kit --tiny)"}
 
     n_train = len(cls.train_list)
-    contents = {f: batch(SYNTH_TRAIN_PER_CLASS // n_train) for f, _ in cls.train_list}
-    contents.update({f: batch(SYNTH_TEST_PER_CLASS) for f, _ in cls.test_list})
+    contents = {f: batch(train_per_class // n_train) for f, _ in cls.train_list}
+    contents.update({f: batch(test_per_class) for f, _ in cls.test_list})
     names_key = cls.meta["key"]
     contents[cls.meta["filename"]] = {names_key: [f"synthetic_{i}" for i in range(num_classes)]}
     md5 = {}

@@ -66,6 +66,13 @@ def test_without_tiny_nothing_changes(fresh_profiles):
     assert {k: dict(v) for k, v in config.PROFILES.items()} == before
 
 
+def test_synthetic_cifar_can_be_written_at_other_sizes(tmp_path):
+    """benchmarks/gpu_check.sh writes CIFAR-10's own 5,000 per class so timed epochs have their real length."""
+    tiny.write_synthetic_cifar(str(tmp_path), train_per_class=250, test_per_class=3)
+    raw = data.load_cifar10(str(tmp_path), False)
+    assert torch.bincount(raw.train_y).tolist() == [250] * 10 and torch.bincount(raw.test_y).tolist() == [3] * 10
+
+
 def test_synthetic_cifar_is_read_by_torchvision_with_its_checksums(tmp_path):
     from torchvision.datasets import CIFAR10
 
