@@ -412,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out-dir", default="outputs/bench", help="where the JSON goes (default: outputs/bench)")
     b.add_argument("--bf16-check", action="store_true",
                    help="instead: train TAET in fp32 and bf16 for each seed and compare balanced PGD-20 robustness "
-                        "as a paired difference (pass: its 95%% interval lies within ±1 point)")
+                        "as a paired difference (pass: its 95%% interval lies within ±1 point). Runs go through the "
+                        "run cache (outputs/runs): fp32 runs already there or in results/<profile>/ are not "
+                        "retrained")
     b.add_argument("--bf16-check-seeds", default="0,1,2",
                    help="comma-separated seeds of that check, at least 2 (default: 0,1,2)")
     b.add_argument("--bf16-check-profile", default="demo", choices=sorted(PROFILES),

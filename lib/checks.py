@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,15 +13,12 @@ import torch.nn.functional as F
 
 from . import losses, speed
 from .attacks import _strict_fp32, pgd, trusted_inputs  # attacks.py has no public name for it yet
-from .config import RunConfig, override
 from .data import iterate_batches
 from .errors import ConfigError, check_seeds
-from .evaluate import evaluate_model
 from .methods import MethodContext, build_method
 from .methods.common import train_pgd
 from .profiles import profile_config
 from .stats import Summary, paired_difference, summarize
-from .train import build_training, resolve_device, train_epoch, validate
 
 if TYPE_CHECKING:
     from .bench import BenchSettings, Harness
@@ -185,24 +181,27 @@ def _layout_check(h: Harness, xb: torch.Tensor, yb: torch.Tensor, trains_channel
 
 
 # ---------------------------------------------------------------------------------------------------
-# bf16 accuracy check: a short TAET run in bf16 against the same run in fp32
+# bf16 accuracy check: TAET trained in bf16 against the same runs in fp32
 # ---------------------------------------------------------------------------------------------------
-def short_run(cfg: RunConfig, amp: str, *, attacks=("clean", "pgd20"), verbose: bool = False) -> dict[str, Any]:
-    """Train `cfg` with lib.train's own epoch (`train_epoch`: its batches, step and schedule) under the speed plan
-    with `amp`, then evaluate in fp32 (attacks without autocast). Nothing is written to disk."""
-    cfg = validate(override(cfg, {"train.amp": amp}))
-    dev = resolve_device(cfg.train.device)
-    t = build_training(cfg, dev)
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    t0 = time.perf_counter()
-    for epoch in range(cfg.train.epochs):
-        train_epoch(cfg, t, epoch, gen)
-    train_s = time.perf_counter() - t0
-    t.model.eval()
-    res = evaluate_model(t.method.eval_model(t.model), t.data.test_x, t.data.test_y, t.data.num_classes, cfg.eval,
-                         attacks, verbose=verbose)
-    return {"amp": t.plan.amp, "train_seconds": round(train_s, 1),
-            **{f"{a}_balanced": res[a]["balanced"] for a in attacks}}
+PRECISIONS = (("fp32", "off"), ("bf16", "bf16"))
+
+
+def precision_runs(profile: str, variants: dict[str, dict[str, Any]], seeds: list[int], *, device: str,
+                   out_dir: str, workers: int | None) -> dict[str, dict[int, dict[str, Any]]]:
+    """TAET under `profile` for each variant and seed, trained and evaluated (clean, PGD-20) through the run cache
+    (`lib.seeded.sweep_seeds`): runs already in the cache or in the profile's committed evidence
+    (results/<profile>/) are read, not retrained. Evaluation is fp32 whatever the training precision."""
+    from .seeded import sweep_seeds
+
+    return sweep_seeds(profile, variants, seeds, method="taet", device=device, out_dir=out_dir, workers=workers,
+                       attacks=("clean", "pgd20"))
+
+
+def _run_summary(doc: dict[str, Any], amp: str) -> dict[str, Any]:
+    return {"amp": amp, "train_seconds": round(sum(float(r["seconds"]) for r in doc.get("history", [])), 1),
+            "clean_balanced": doc["results"]["clean"]["balanced"],
+            "pgd20_balanced": doc["results"]["pgd20"]["balanced"],
+            "source": doc.get("source", "cache"), "run_dir": doc.get("run_dir")}
 
 
 def bf16_verdict(diff: Summary, tolerance: float) -> str:
@@ -218,37 +217,51 @@ def bf16_verdict(diff: Summary, tolerance: float) -> str:
 
 
 def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None = None, seeds=(0, 1, 2),
-               tolerance: float = 0.01, verbose: bool = True) -> dict[str, Any]:
+               tolerance: float = 0.01, verbose: bool = True, out_dir: str = "outputs",
+               workers: int | None = None) -> dict[str, Any]:
     """TAET under `profile` trained in fp32 and in bf16 for each seed (same seed: same data, initialisation and
     batch order), each evaluated in fp32. bf16 − fp32 balanced PGD-20 robustness is a paired difference over the
     seeds (`lib.stats.paired_difference`, 95% t-interval); the check passes when that whole interval lies within
-    ±`tolerance` (1 point; `bf16_verdict`). fp32's own seed-to-seed std is reported beside it for scale."""
+    ±`tolerance` (1 point; `bf16_verdict`). fp32's own seed-to-seed std is reported beside it for scale.
+
+    Both precisions are ordinary runs of the run cache at the profile's own settings (`epochs` aside: then 40% of
+    them clean), trained by `lib.sweep`'s workers: fp32 runs the cache or the profile's committed evidence already
+    holds are read, not retrained, and the bf16 runs stay cached (and exportable, `python -m lib export`)."""
     seeds = check_seeds(seeds, "bf16 check seeds")
     if len(seeds) < 2:
         raise ConfigError(f"the bf16 check needs at least 2 seeds for an interval, got {seeds}; e.g. 0,1,2")
     cfg = profile_config(profile, "taet")
-    values: dict[str, Any] = {"train.device": device, "train.progress": False, "train.track_every": 0}
+    common: dict[str, dict[str, Any]] = {"train": {}}
     if epochs is not None:
-        values["method_args.ce_epochs"] = max(0, min(cfg.method_args.get("ce_epochs", 0), int(round(epochs * 0.4))))
-        values["train.epochs"] = epochs
-    cfg = override(cfg, values)
+        if epochs < 1:
+            raise ConfigError(f"bf16 check epochs must be at least 1, got {epochs}")
+        common = {"train": {"epochs": epochs}, "method_args": {
+            "ce_epochs": max(0, min(cfg.method_args.get("ce_epochs", 0), int(round(epochs * 0.4))))}}
+    variants = {name: {**common, "train": {**common["train"], "amp": amp}} for name, amp in PRECISIONS}
+    docs = precision_runs(profile, variants, seeds, device=device, out_dir=out_dir, workers=workers)
     log = print if verbose else (lambda *a, **k: None)
-    runs_: dict[str, dict[int, dict[str, Any]]] = {"fp32": {}, "bf16": {}}
+    n_epochs = epochs if epochs is not None else cfg.train.epochs
+    runs_: dict[str, dict[int, dict[str, Any]]] = {name: {} for name, _ in PRECISIONS}
     for sd in seeds:
-        for name, amp in (("fp32", "off"), ("bf16", "bf16")):
-            r = runs_[name][sd] = short_run(override(cfg, {"train.seed": sd}), amp)
-            log(f"bf16 check ({profile}, {cfg.model.arch}, {cfg.train.epochs} epochs) seed {sd} {name}: clean "
-                f"{r['clean_balanced']:.4f}, PGD-20 {r['pgd20_balanced']:.4f} ({r['train_seconds']:.0f} s training)")
+        for name, amp in PRECISIONS:
+            r = runs_[name][sd] = _run_summary(docs[name][sd], amp)
+            log(f"bf16 check ({profile}, {cfg.model.arch}, {n_epochs} epochs) seed {sd} {name}: clean "
+                f"{r['clean_balanced']:.4f}, PGD-20 {r['pgd20_balanced']:.4f} ({r['train_seconds']:.0f} s training, "
+                f"from the {r['source']})")
     fp32 = [runs_["fp32"][sd]["pgd20_balanced"] for sd in seeds]
     bf16 = [runs_["bf16"][sd]["pgd20_balanced"] for sd in seeds]
     diff = paired_difference(bf16, fp32)
+    clean_diff = paired_difference([runs_["bf16"][sd]["clean_balanced"] for sd in seeds],
+                                   [runs_["fp32"][sd]["clean_balanced"] for sd in seeds])
     verdict = bf16_verdict(diff, tolerance)
     spread = summarize(fp32).std
-    out = {"profile": profile, "arch": cfg.model.arch, "dataset": cfg.data.dataset, "epochs": cfg.train.epochs,
-           "seeds": seeds, "runs": runs_, "pgd20_balanced_diff": dataclasses.asdict(diff), "fp32_seed_std": spread,
+    out = {"profile": profile, "arch": cfg.model.arch, "dataset": cfg.data.dataset, "epochs": n_epochs,
+           "seeds": seeds, "runs": runs_, "pgd20_balanced_diff": dataclasses.asdict(diff),
+           "clean_balanced_diff": dataclasses.asdict(clean_diff), "fp32_seed_std": spread,
            "tolerance": tolerance, "verdict": verdict, "passed": verdict == "equivalent"}
     log(f"bf16 check: bf16 - fp32 balanced PGD-20 = {100 * diff.mean:+.2f} points, 95% CI "
         f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}] over {diff.n} paired seeds (fp32 seed-to-seed std "
-        f"{100 * spread:.2f}) -> {verdict.upper()}: {'PASS' if out['passed'] else 'FAIL'} (the interval must lie "
-        f"within ±{100 * tolerance:g} points)")
+        f"{100 * spread:.2f}; clean {100 * clean_diff.mean:+.2f} [{100 * clean_diff.low:+.2f}, "
+        f"{100 * clean_diff.high:+.2f}]) -> {verdict.upper()}: {'PASS' if out['passed'] else 'FAIL'} (the interval "
+        f"must lie within ±{100 * tolerance:g} points)")
     return out

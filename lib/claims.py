@@ -21,6 +21,7 @@ from typing import Any
 
 from . import factorial, runs
 from .config import ConfigError, RunConfig, notebook_settings, profile_seeds
+from .errors import check_seeds
 from .profiles import profile_config
 from .stats import Summary, paired_difference, summarize, verdict
 from .tables import rarest_classes
@@ -473,19 +474,104 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
     return "\n\n".join(text)
 
 
-def scale_reading(gathered: dict[str, Any], floor: float = 85.0) -> str:
-    """How well standard training (CE) learns at this scale: a model far below `floor` is under-trained."""
-    from .stats import summarize
+SCALE_FLOOR = 0.85  # balanced clean accuracy a model that is not under-trained should reach on Fashion-MNIST-LT
+SCALE_FILE = "scale_check.json"  # results/<profile>/: the scale check's evidence (no weights)
 
+
+def scale_check(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "outputs",
+                results_dir=RESULTS_DIR, workers: int | None = None, floor: float = SCALE_FLOOR,
+                write: bool = True) -> dict[str, Any]:
+    """Is the profile's scale under-trained? Standard training (CE) exactly as the claims train it, for each seed,
+    evaluated clean on the whole balanced test set (the profile's `data.max_test` cap lifted), so the floor is read
+    from 10,000 test images rather than the claims' subset of the test set. The runs go through the run cache
+    (weights are needed: trained where the cache lacks them). Returns, and with `write` saves atomically to
+    results/<profile>/scale_check.json, the per-seed values, their `lib.stats.summarize` and a verdict: "met" when
+    the whole 95% interval lies at or above `floor`, "not met" when it lies below, "inconclusive" otherwise."""
+    from dataclasses import asdict, replace
+
+    from .data import build_data
+    from .evaluate import evaluate_model
+    from .seeded import train_eval_seeds
+    from .train import load_run
+
+    if not 0.0 < floor < 1.0:
+        raise ConfigError(f"scale check: the floor is a balanced accuracy in (0, 1), e.g. 0.85; got {floor}")
+    seeds = profile_seeds(profile) if seeds is None else check_seeds(seeds, "scale check seeds")
+    if len(seeds) < 2:
+        raise ConfigError(f"the scale check needs at least 2 seeds for an interval, got {seeds}; e.g. 0,1,2")
+    docs = train_eval_seeds(profile, "ce", seeds, device=device, out_dir=out_dir, workers=workers,
+                            attacks=("clean",), evidence=None)
+    per_seed = {}
+    for sd in seeds:
+        cfg, model, _, _, _ = load_run(docs[sd]["run_dir"], device=device)
+        full = build_data(replace(cfg.data, max_test=None), device=next(model.parameters()).device, verbose=False)
+        res = evaluate_model(model, full.test_x, full.test_y, full.num_classes, cfg.eval, ["clean"],
+                             verbose=False)["clean"]
+        per_seed[sd] = {"run": Path(docs[sd]["run_dir"]).name, "full_test_balanced": res["balanced"],
+                        "full_test_n": res["n"], "subset_balanced": docs[sd]["results"]["clean"]["balanced"],
+                        "subset_n": docs[sd]["results"]["clean"]["n"],
+                        "train_seconds": round(sum(float(r["seconds"]) for r in docs[sd]["history"]), 1)}
+    values = [per_seed[sd]["full_test_balanced"] for sd in seeds]
+    out = {"profile": profile, "method": "ce", "floor": floor, "seeds": list(seeds), "runs": per_seed,
+           "full_test_balanced": asdict(summarize(values)), "verdict": floor_verdict(values, floor), "device": device}
+    if write:
+        runs.atomic_write_json(Path(results_dir) / profile / SCALE_FILE, out)
+    return out
+
+
+def floor_verdict(values: list[float], floor: float) -> str:
+    """"met" when the 95% t-interval of `values` lies wholly at or above `floor`, "not met" when wholly below,
+    "inconclusive" otherwise (and for one value)."""
+    return {"supported": "met", "contradicted": "not met"}.get(verdict(summarize([x - floor for x in values])),
+                                                               "inconclusive")
+
+
+def read_scale_check(profile: str, results_dir=RESULTS_DIR) -> dict[str, Any] | None:
+    """results/<profile>/scale_check.json, or None where the scale check has not been run."""
+    import json
+
+    path = Path(results_dir) / profile / SCALE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); rerun `python -m lib claims --profile {profile} "
+                          "--scale-check`") from None
+
+
+def scale_reading(gathered: dict[str, Any], floor: float = 100 * SCALE_FLOOR, scale: dict[str, Any] | None = None
+                  ) -> str:
+    """How well standard training (CE) learns at this scale: a model far below `floor` is under-trained. `scale`:
+    the scale check's result (`scale_check`), the floor read on the whole test set, with its interval."""
     merged = {**gathered["results"], **gathered["cache"]}
     vals = [100 * merged[("ce", s)]["results"]["clean"]["balanced"] for s in gathered["seeds"] if ("ce", s) in merged]
-    if not vals:
+    if not vals and not scale:
         return ""
-    s = summarize(vals)
-    spread = f" ± {s.std:.1f}" if s.n > 1 else " (1 seed)"
-    verdict_ = "at or above" if s.mean >= floor else "below"
-    return (f"Scale: standard training (CE) reaches {s.mean:.1f}{spread}% balanced clean accuracy here, {verdict_} "
-            f"the {floor:g}% a model that is not under-trained should reach on this data.")
+    text = ""
+    if vals:
+        s = summarize(vals)
+        n_test = next(merged[("ce", sd)]["results"]["clean"].get("n") for sd in gathered["seeds"]
+                      if ("ce", sd) in merged)
+        spread = f" ± {s.std:.1f}" if s.n > 1 else " (1 seed)"
+        text = (f"Scale: standard training (CE) reaches {s.mean:.1f}{spread}% balanced clean accuracy on the claims' "
+                f"test set{f' of {n_test:,}' if n_test else ''}, against the {floor:g}% a model that is not "
+                f"under-trained should reach on this data.")
+    if scale:
+        f = scale["full_test_balanced"]
+        n_full = next(iter(scale["runs"].values()))["full_test_n"]
+        vals_full = ", ".join(f"{100 * r['full_test_balanced']:.1f}" for r in scale["runs"].values())
+        text += (f"{' ' if text else 'Scale: '}On the whole balanced test set ({n_full:,} images; `python -m lib "
+                 f"claims --scale-check`), CE at the same settings reaches {100 * f['mean']:.1f} ± "
+                 f"{100 * f['std']:.1f}% "
+                 f"({vals_full}; 95% interval [{100 * f['low']:.1f}, {100 * f['high']:.1f}], n = {f['n']}): the "
+                 f"{100 * scale['floor']:g}% floor is {scale['verdict']}"
+                 + (" (the whole interval lies above it)." if scale["verdict"] == "met" else
+                    " (the whole interval lies below it)." if scale["verdict"] == "not met" else
+                    " undecided (the interval includes it)."))
+    elif vals:
+        text += f" The mean is {'at or above' if summarize(vals).mean >= floor else 'below'} it."
+    return text
 
 
 def wall_times(profile: str, gathered: dict[str, Any], out_dir: str = "outputs") -> str:
@@ -676,7 +762,7 @@ def report(profile: str, res: dict[str, Any]) -> str:
              f"`python -m lib claims --profile {profile}{switches}` rebuilds this section from the committed "
              f"`results/{profile}/` (`--train` trains what is missing, `--export` copies new runs there, `--readme "
              f"README.md` rewrites this section). " + _setting(profile, g)]
-    scale = scale_reading(g)
+    scale = scale_reading(g, scale=res.get("scale"))
     if scale:
         parts.append(scale)
     if measured:
@@ -738,8 +824,10 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
     g = gather(profile, device=device, out_dir=out_dir, results_dir=results_dir, train_missing=train_missing,
                workers=workers, factorial_cells=factorial_cells, partial=partial, switch_cells=switches)
     rows = evaluate_claims(profile, g)
-    out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir),
-           "reading": scale_reading(g) + "\n\n" + reading(rows, profile), "times_md": wall_times(profile, g, out_dir)}
+    scale = read_scale_check(profile, results_dir)
+    out = {"gathered": g, "rows": rows, "claims_md": save_claims(rows, profile, out_dir), "scale": scale,
+           "reading": scale_reading(g, scale=scale) + "\n\n" + reading(rows, profile),
+           "times_md": wall_times(profile, g, out_dir)}
     if switches:
         out["switches_md"] = switch_effects(profile, g, out_dir)
     labels = {c.label for c in factorial.cells(profile)}
@@ -793,6 +881,10 @@ def add_cli(sub, fmt) -> None:
     c.add_argument("--readme", default=None, metavar="FILE",
                    help="rewrite FILE's section between <!-- claims-results:start --> and <!-- claims-results:end "
                         "--> with the report (also written to OUT_DIR/claims_report.md) (default: off)")
+    c.add_argument("--scale-check", action="store_true",
+                   help="first measure the scale's floor: CE as the claims train it, for each seed (trained where the "
+                        "run cache lacks its weights), evaluated clean on the whole balanced test set; writes "
+                        f"results/<profile>/{SCALE_FILE}, which the report then reads (default: off)")
     c.add_argument("--export", action="store_true",
                    help="copy the runs' config.json, eval.json, history.csv to results/<profile>/ (default: off)")
     c.set_defaults(func=_cmd)
@@ -802,6 +894,9 @@ def _cmd(a) -> int:
     if a.readme:  # a file that cannot take the report is refused before anything is gathered or trained
         _section_span(a.readme)
     partial = settings(a.profile)["partial"] if a.partial is None else a.partial
+    if a.scale_check:
+        sc = scale_check(a.profile, device=a.device, out_dir=a.out_dir, results_dir=a.results_dir, workers=a.workers)
+        print(f"scale check: wrote {Path(a.results_dir) / a.profile / SCALE_FILE} ({sc['verdict']})")
     res = check(a.profile, out_dir=a.out_dir, results_dir=a.results_dir, device=a.device, train_missing=a.train,
                 workers=a.workers, factorial_cells=not a.no_factorial, partial=partial, switches=a.switches)
     print(res["claims_md"])
@@ -824,4 +919,5 @@ def _cmd(a) -> int:
 
 
 __all__ = ["MissingRunsError", "claim_runs", "claims", "gather", "evaluate_claims", "save_claims", "reading",
-           "factorial_effects", "export_results", "check", "report", "splice_readme"]
+           "factorial_effects", "export_results", "check", "report", "splice_readme", "scale_check",
+           "read_scale_check"]

@@ -214,29 +214,72 @@ def test_cost_measurements_are_set_up_side_by_side_and_timed_one_at_a_time(tmp_p
 def test_bf16_check_reads_the_paired_difference_over_seeds(monkeypatch, fp32, bf16, verdict):
     import lib.checks as checks
 
-    trained = []
+    asked = []
 
-    def fake_run(cfg, amp):
-        trained.append((cfg.train.seed, amp))
-        v = (bf16 if amp == "bf16" else fp32)[cfg.train.seed]
-        return {"amp": amp, "train_seconds": 0.0, "clean_balanced": 0.9, "pgd20_balanced": v}
+    def fake_runs(profile, variants, seeds, **kw):
+        asked.append((profile, variants, list(seeds)))
+        doc = {"fp32": fp32, "bf16": bf16}
+        return {name: {s: {"results": {"clean": {"balanced": 0.9}, "pgd20": {"balanced": doc[name][s]}},
+                           "history": [{"seconds": "1.5"}, {"seconds": "2.0"}]} for s in seeds} for name in variants}
 
-    monkeypatch.setattr(checks, "short_run", fake_run)
+    monkeypatch.setattr(checks, "precision_runs", fake_runs)
     out = checks.bf16_check("smoke", device="cpu", seeds=[0, 1, 2], verbose=False)
-    assert sorted(trained) == [(s, a) for s in (0, 1, 2) for a in ("bf16", "off")]  # every seed in both precisions
+    (profile, variants, seeds), = asked
+    assert profile == "smoke" and seeds == [0, 1, 2]
+    assert variants == {"fp32": {"train": {"amp": "off"}}, "bf16": {"train": {"amp": "bf16"}}}  # profile's settings
     assert out["verdict"] == verdict and out["passed"] == (verdict == "equivalent")
     diffs = [b - f for b, f in zip(bf16, fp32)]
     assert out["pgd20_balanced_diff"]["mean"] == pytest.approx(sum(diffs) / 3)
     if verdict == "different":  # mean 0.035, std 0.005, t(0.975, 2) = 4.3027: half width 0.0124
         assert out["pgd20_balanced_diff"]["low"] == pytest.approx(0.035 - 4.302653 * 0.005 / 3 ** 0.5)
     assert out["fp32_seed_std"] == pytest.approx(0.02)
+    assert out["clean_balanced_diff"]["mean"] == 0.0
+    assert out["runs"]["bf16"][1]["train_seconds"] == 3.5  # summed over the run's history
+
+
+def test_bf16_check_epochs_override_keeps_forty_percent_clean(monkeypatch):
+    import lib.checks as checks
+
+    asked = []
+    monkeypatch.setattr(checks, "precision_runs", lambda profile, variants, seeds, **kw: asked.append(variants)
+                        or pytest.skip("variants seen"))
+    with pytest.raises(pytest.skip.Exception):
+        checks.bf16_check("demo", seeds=[0, 1], epochs=10, verbose=False)
+    assert asked[0]["bf16"] == {"train": {"epochs": 10, "amp": "bf16"}, "method_args": {"ce_epochs": 4}}
+    with pytest.raises(ConfigError, match="at least 1"):
+        checks.bf16_check("demo", seeds=[0, 1], epochs=0, verbose=False)
+
+
+def test_bf16_check_trains_through_the_run_cache_and_reuses_it(tmp_path, monkeypatch):
+    """Both precisions are ordinary cached runs: the bf16 one hashes apart (its precision), the fp32 one is the
+    profile's own run, and a second check trains nothing."""
+    import lib.checks as checks
+    from lib import runs, sweep
+    from lib.experiments import run_config
+
+    out = checks.bf16_check("smoke", device="cpu", seeds=[0, 1], epochs=1, verbose=False, out_dir=str(tmp_path),
+                            workers=1)
+    fp32_dir = out["runs"]["fp32"][0]["run_dir"]
+    plain = run_config("smoke", "taet", device="cpu", out_dir=str(tmp_path), train={"epochs": 1, "seed": 0},
+                       method_args={"ce_epochs": 0})
+    assert fp32_dir == str(runs.run_dir(plain))  # fp32 = the profile's own run: the cache and evidence serve it
+    assert out["runs"]["bf16"][0]["run_dir"] != fp32_dir
+    assert runs.read_config(out["runs"]["bf16"][0]["run_dir"]).train.amp == "bf16"
+    for name in ("fp32", "bf16"):
+        for s in (0, 1):
+            r = out["runs"][name][s]
+            assert 0.0 <= r["pgd20_balanced"] <= r["clean_balanced"] + 0.05 and r["train_seconds"] > 0
+    monkeypatch.setattr(sweep, "run_one", lambda *a, **k: pytest.fail("retrained a cached run"))
+    again = checks.bf16_check("smoke", device="cpu", seeds=[0, 1], epochs=1, verbose=False,
+                              out_dir=str(tmp_path), workers=1)
+    assert again["pgd20_balanced_diff"] == out["pgd20_balanced_diff"]
 
 
 def test_bf16_check_needs_two_distinct_seeds_before_training(monkeypatch):
     import lib.checks as checks
     from lib.__main__ import parse_seeds
 
-    monkeypatch.setattr(checks, "short_run", lambda cfg, amp: pytest.fail("trained despite bad seeds"))
+    monkeypatch.setattr(checks, "precision_runs", lambda *a, **k: pytest.fail("trained despite bad seeds"))
     with pytest.raises(ConfigError, match="at least 2 seeds"):
         checks.bf16_check("smoke", seeds=[0])
     with pytest.raises(ConfigError, match=r"listed twice"):
