@@ -16,7 +16,7 @@ from .bench import WORKLOADS, BenchSettings, default_models, parse_model_spec, r
 from .checks import bf16_check
 from .config import PROFILES, ConfigError, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, override
 from .demo import run_demo
-from .errors import check_range
+from .errors import check_range, parse_seeds
 from .evaluate import check_attacks, evaluate_run, with_eval_overrides
 from .methods import METHODS, resolve_method_args
 from .pipeline import PipelineError, run_pipeline
@@ -237,17 +237,6 @@ def cmd_export(a: argparse.Namespace) -> int:
     written = export_evidence(a.run_dirs, f"{a.results_dir}/{a.profile}")
     print(f"{len(written)} run(s) -> {a.results_dir}/{a.profile}/ (config.json, eval.json, history.csv; no weights)")
     return 0
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' as [0, 1, 2]; a ConfigError naming the bad entry otherwise."""
-    seeds = []
-    for part in text.split(","):
-        try:
-            seeds.append(int(part.strip()))
-        except ValueError:
-            raise ConfigError(f"seeds: {part.strip()!r} in {text!r} is not an integer; give e.g. 0,1,2") from None
-    return seeds
 
 
 def cmd_bench(a: argparse.Namespace) -> int:

@@ -25,3 +25,14 @@ def check_seeds(seeds, what: str = "seeds") -> list[int]:
     if dup:
         raise ConfigError(f"{what}: seed(s) {dup} listed twice in {seeds}; each seed is one independent run")
     return seeds
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' as [0, 1, 2] (the command line's seed lists); a ConfigError naming the bad entry otherwise."""
+    seeds = []
+    for part in text.split(","):
+        try:
+            seeds.append(int(part.strip()))
+        except ValueError:
+            raise ConfigError(f"seeds: {part.strip()!r} in {text!r} is not an integer; give e.g. 0,1,2") from None
+    return seeds

@@ -213,6 +213,21 @@ def test_the_cli_refuses_a_readme_without_markers_before_gathering(tmp_path, cap
     assert "needs" not in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--scale-check-seeds", "0,1"], "--scale-check-seeds without --scale-check"),
+    (["--scale-check", "--scale-check-seeds", "0,0"], "seed(s) [0] listed twice"),
+    (["--scale-check", "--scale-check-seeds", "0,x"], "'x' in '0,x' is not an integer"),
+    (["--scale-check", "--scale-check-seeds", "3"], "at least 2 seeds"),
+])
+def test_the_cli_refuses_bad_scale_check_seeds_before_training(tmp_path, capsys, args, message):
+    from lib.__main__ import main
+
+    assert main(["claims", "--profile", "smoke", "--out-dir", str(tmp_path / "out"), "--results-dir",
+                 str(tmp_path / "res"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "res").exists()
+
+
 def _write_run(folder, cfg, values, attacks=("clean", "pgd20")):
     """A run folder as the kit writes it (config.json, eval.json, history.csv), with made-up results."""
     folder.mkdir(parents=True, exist_ok=True)
