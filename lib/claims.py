@@ -567,10 +567,9 @@ def scale_reading(gathered: dict[str, Any], floor: float = 100 * SCALE_FLOOR, sc
                  f"{100 * f['std']:.1f}% "
                  f"({vals_full}; 95% interval [{100 * f['low']:.1f}, {100 * f['high']:.1f}], n = {f['n']}; these "
                  f"retrained runs score {sub} on the claims' test subsets): the {100 * scale['floor']:g}% floor is "
-                 f"{scale['verdict']}"
-                 + (" (the whole interval lies above it)." if scale["verdict"] == "met" else
-                    " (the whole interval lies below it)." if scale["verdict"] == "not met" else
-                    " undecided (the interval includes it)."))
+                 + {"met": "met (the whole interval lies above it).",
+                    "not met": "not met (the whole interval lies below it)."}.get(
+                     scale["verdict"], "undecided (the interval includes it)."))
     elif vals:
         text += f" The mean is {'at or above' if summarize(vals).mean >= floor else 'below'} it."
     return text

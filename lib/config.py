@@ -274,10 +274,12 @@ PROFILES: dict[str, dict[str, Any]] = {
             "efficiency": {"arch": "small_cnn", "batch_size": 64, "steps": 5, "dataset": "digits"},
         },
     },
-    # A real long-tailed comparison on CPU, at a scale that is not under-trained: Fashion-MNIST-LT IR 10 capped at
+    # A real long-tailed comparison on CPU, at a scale meant not to be under-trained: Fashion-MNIST-LT IR 10 capped at
     # 12,000 train images (the long-tail shape kept: 2,936 ... 294), a balanced test subset of 1,000, and small_cnn_fc,
-    # where standard (CE) training reaches 84.7 ± 0.2% balanced clean accuracy over 3 seeds (small_cnn at 2,000
-    # images: 63.7%). About 30-35 min per TAET run and 40 per AT-BSL run on one core (README, "Results").
+    # where standard (CE) training reaches 85.7 ± 1.0% balanced clean accuracy on the whole test set, 95% interval
+    # [84.7, 86.7] over 6 seeds (`claims --scale-check`; small_cnn at 2,000 images: 63.7%): the 85% floor is undecided,
+    # so benchmarks/fashion_full_size.py retrains these runs on the whole long-tailed set (README, "Fashion scale").
+    # About 30-35 min per TAET run and 40 per AT-BSL run on one core (README, "Results").
     "fashion": {
         "seeds": [0, 1, 2],
         "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_train": 12000, "max_test": 1000,

@@ -1,0 +1,54 @@
+"""benchmarks/fashion_full_size.py: the whole-set retraining of the fashion profile's claims runs (no training here:
+its spec, and the export of finished runs)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from lib import claims, runs, sweep
+from lib.config import override
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("fashion_full_size", ROOT / "benchmarks" / "fashion_full_size.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_spec_is_every_claims_run_at_the_whole_set_core_methods_first(tmp_path):
+    mod = _script()
+    sp = mod.spec("cpu", str(tmp_path / "out"), str(tmp_path / "results"))
+    cfgs = sweep.expand(sp)
+    assert all(c.data.max_train is None and c.data.dataset == "fashion_mnist" for c in cfgs)
+    assert [c.method for c in cfgs[:12]] == [m for m in ("ce", "taet", "atbsl", "at") for _ in range(3)]
+    names = {runs.run_dir(c).name for c in cfgs}
+    # every claims run (factorial and switches included), as the profile trains it once its cap is lifted
+    for (lbl, s), c in claims.run_configs("fashion", list(claims.claim_runs("fashion", switch_cells=True)),
+                                          [0, 1, 2], out_dir=str(tmp_path / "out")).items():
+        assert runs.run_dir(override(c, {"data.max_train": None})).name in names, (lbl, s)
+    at_12k = {runs.run_dir(c).name for c in claims.run_configs("fashion", ["taet"], [0]).values()}
+    assert not names & at_12k  # the whole-set runs hash apart from the committed 12,000-image ones
+    assert len(cfgs) == 3 * (len({runs.run_dir(c).name for c in claims.run_configs(
+        "fashion", list(claims.claim_runs("fashion", switch_cells=True)), [0]).values()}) + 2)  # + Fig. 6b's two
+
+
+def test_finished_runs_are_exported_once_and_unfinished_ones_not(tmp_path):
+    mod = _script()
+    out, res = tmp_path / "out", tmp_path / "results"
+    sp = mod.spec("cpu", str(out), str(res))
+    first, second = sweep.expand(sp)[:2]
+    for cfg, finished in ((first, True), (second, False)):
+        rd = runs.run_dir(cfg)
+        rd.mkdir(parents=True)
+        runs.atomic_write_json(rd / "config.json", cfg.to_dict())
+        runs.atomic_write_csv(rd / "history.csv", [{"epoch": 1, "seconds": 1.0}])
+        if finished:
+            (rd / "eval.json").write_text(json.dumps({"results": {}}))
+    assert mod.export_finished(sp, str(res)) == 1
+    assert sorted(p.name for p in (res / "fashion" / runs.run_dir(first).name).iterdir()) == [
+        "config.json", "eval.json", "history.csv"]
+    assert not (res / "fashion" / runs.run_dir(second).name).exists()
+    assert mod.export_finished(sp, str(res)) == 0  # already exported
