@@ -534,10 +534,15 @@ def read_scale_check(profile: str, results_dir=RESULTS_DIR) -> dict[str, Any] | 
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); rerun `python -m lib claims --profile {profile} "
                           "--scale-check`") from None
+    # stale when its CE runs are not the ones the profile trains now (e.g. the profile's size changed since)
+    seeds = [int(s) for s in doc.get("runs", {})]
+    now = {str(s): runs.run_dir(c).name for (_, s), c in run_configs(profile, ["ce"], seeds).items()}
+    doc["stale"] = any(now[s] != r.get("run") for s, r in doc.get("runs", {}).items())
+    return doc
 
 
 def scale_reading(gathered: dict[str, Any], floor: float = 100 * SCALE_FLOOR, scale: dict[str, Any] | None = None
@@ -557,7 +562,11 @@ def scale_reading(gathered: dict[str, Any], floor: float = 100 * SCALE_FLOOR, sc
         text = (f"Scale: standard training (CE) reaches {s.mean:.1f}{spread}% balanced clean accuracy on the claims' "
                 f"test set{f' of {n_test:,}' if n_test else ''}, against the {floor:g}% a model that is not "
                 f"under-trained should reach on this data.")
-    if scale:
+    if scale and scale.get("stale"):
+        p = scale.get("profile", "<profile>")
+        text += (f"{' ' if text else 'Scale: '}The scale check on file (results/{p}/{SCALE_FILE}) read CE runs of "
+                 f"other settings than this profile's; rerun it (`python -m lib claims --profile {p} --scale-check`).")
+    elif scale:
         f = scale["full_test_balanced"]
         n_full = next(iter(scale["runs"].values()))["full_test_n"]
         vals_full = ", ".join(f"{100 * r['full_test_balanced']:.1f}" for r in scale["runs"].values())

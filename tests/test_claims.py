@@ -510,12 +510,19 @@ def test_scale_check_reads_ce_on_the_whole_test_set_and_the_report_cites_it(tmp_
     vals = [r["full_test_balanced"] for r in sc["runs"].values()]
     assert sc["full_test_balanced"]["mean"] == pytest.approx(sum(vals) / 2)
     assert sc["verdict"] == claims.floor_verdict(vals, 0.85)
-    assert claims.read_scale_check("smoke", res_dir) == json.loads(json.dumps(sc))  # saved as returned
+    assert claims.read_scale_check("smoke", res_dir) == {**json.loads(json.dumps(sc)), "stale": False}
     _fake_all(tmp_path, lambda cfg: res_dir / "smoke" / runs.run_dir(cfg).name)
     out = claims.check("smoke", out_dir=str(tmp_path / "out2"), results_dir=str(res_dir))
     assert f"On the whole balanced test set ({sc['runs'][0]['full_test_n']:,} images" in out["reading"]
     said = {"met": "met (the whole", "not met": "not met (the whole", "inconclusive": "undecided (the interval"}
     assert f"the 85% floor is {said[sc['verdict']]}" in out["report_md"]
+    assert claims.read_scale_check("smoke", res_dir)["stale"] is False
+    doc = json.loads((res_dir / "smoke" / claims.SCALE_FILE).read_text())
+    doc["runs"]["1"]["run"] = "ce-digits-ir10-small_cnn-e2-s1-00000000"  # a CE run of other settings
+    runs.atomic_write_json(res_dir / "smoke" / claims.SCALE_FILE, doc)
+    out = claims.check("smoke", out_dir=str(tmp_path / "out2"), results_dir=str(res_dir))
+    assert "read CE runs of other settings than this profile's; rerun it" in out["reading"]
+    assert "On the whole balanced test set" not in out["reading"]
     (res_dir / "smoke" / claims.SCALE_FILE).write_text("{not json")
     with pytest.raises(claims.ConfigError, match="--scale-check"):
         claims.read_scale_check("smoke", res_dir)
