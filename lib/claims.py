@@ -572,7 +572,8 @@ def scale_reading(gathered: dict[str, Any], floor: float = 100 * SCALE_FLOOR, sc
         vals_full = ", ".join(f"{100 * r['full_test_balanced']:.1f}" for r in scale["runs"].values())
         sub = ", ".join(f"{100 * r['subset_balanced']:.1f}" for r in scale["runs"].values())
         text += (f"{' ' if text else 'Scale: '}On the whole balanced test set ({n_full:,} images; `python -m lib "
-                 f"claims --scale-check`), CE at the same settings reaches {100 * f['mean']:.1f} ± "
+                 f"claims --profile {scale.get('profile', '<profile>')} --scale-check`), CE at the same settings "
+                 f"reaches {100 * f['mean']:.1f} ± "
                  f"{100 * f['std']:.1f}% "
                  f"({vals_full}; 95% interval [{100 * f['low']:.1f}, {100 * f['high']:.1f}], n = {f['n']}; these "
                  f"retrained runs score {sub} on the claims' test subsets): the {100 * scale['floor']:g}% floor is "
