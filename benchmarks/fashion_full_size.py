@@ -15,6 +15,8 @@ the epoch in progress: rerunning resumes. The profile switches to the whole set 
     python benchmarks/fashion_full_size.py --export-only      # export what finished while another process trains
     python benchmarks/fashion_full_size.py                    # CPU: one 1-thread worker per core
     python benchmarks/fashion_full_size.py --device cuda --workers 8
+
+On a machine without the Debian package, put the four Fashion-MNIST IDX files (.gz, 31 MB) in data/fashion-mnist/.
 """
 
 from __future__ import annotations
