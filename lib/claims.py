@@ -510,7 +510,7 @@ def scale_check(profile: str, *, seeds=None, device: str = "cpu", out_dir: str =
         per_seed[sd] = {"run": Path(docs[sd]["run_dir"]).name, "full_test_balanced": res["balanced"],
                         "full_test_n": res["n"], "subset_balanced": docs[sd]["results"]["clean"]["balanced"],
                         "subset_n": docs[sd]["results"]["clean"]["n"],
-                        "train_seconds": round(sum(float(r["seconds"]) for r in docs[sd]["history"]), 1)}
+                        "train_seconds": round(_train_seconds(docs[sd]), 1)}
     values = [per_seed[sd]["full_test_balanced"] for sd in seeds]
     out = {"profile": profile, "method": "ce", "floor": floor, "seeds": list(seeds), "runs": per_seed,
            "full_test_balanced": asdict(summarize(values)), "verdict": floor_verdict(values, floor), "device": device}
