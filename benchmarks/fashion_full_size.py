@@ -13,6 +13,7 @@ the epoch in progress: rerunning resumes. The profile switches to the whole set 
 
     python benchmarks/fashion_full_size.py --dry-run          # the runs, and how many are done
     python benchmarks/fashion_full_size.py --export-only      # export what finished while another process trains
+    python benchmarks/fashion_full_size.py --report           # the claims check on the whole-set runs exported so far
     python benchmarks/fashion_full_size.py                    # CPU: one 1-thread worker per core
     python benchmarks/fashion_full_size.py --device cuda --workers 8
 
@@ -22,6 +23,7 @@ On a machine without the Debian package, put the four Fashion-MNIST IDX files (.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib import claims, runs, sweep  # noqa: E402
-from lib.config import profile_seeds  # noqa: E402
+from lib.config import PROFILES, profile_seeds  # noqa: E402
 
 PROFILE = "fashion"
 FULL_SIZE = {"data": {"max_train": None}}
@@ -60,6 +62,28 @@ def export_finished(sp: dict, results_dir: str) -> int:
     return len(done)
 
 
+@contextlib.contextmanager
+def whole_set_profile():
+    """The fashion profile as it will be once every run is in (no `max_train`), inside this block only."""
+    data = PROFILES[PROFILE]["data"]
+    saved = data["max_train"]
+    data["max_train"] = None
+    try:
+        yield
+    finally:
+        data["max_train"] = saved
+
+
+def interim_report(results_dir: str, out_dir: str) -> dict:
+    """The claims check (partial, with the switches) on the whole-set runs in `results_dir` alone: `out_dir` holds
+    no runs, only the tables it writes. A claim whose runs are not all in yet reads 'not run'."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if (Path(out_dir) / "runs").exists():
+        raise SystemExit(f"{out_dir}/runs exists: the interim report reads results/ alone; pick another --report-dir")
+    with whole_set_profile():
+        return claims.check(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, switches=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -70,6 +94,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="list the runs and what is done, train nothing")
     ap.add_argument("--export-only", action="store_true",
                     help="export the runs that finished in the cache (while another process trains), train nothing")
+    ap.add_argument("--report", action="store_true",
+                    help="print the claims check on the whole-set runs in results/ so far (partial), train nothing")
+    ap.add_argument("--report-dir", default="outputs/full_size",
+                    help="where --report writes its tables (default: outputs/full_size)")
     a = ap.parse_args(argv)
     sp = spec(a.device, a.out_dir, a.results_dir)
     cfgs = sweep.expand(sp)
@@ -80,6 +108,14 @@ def main(argv=None) -> int:
           f"already in {Path(a.results_dir) / PROFILE}, {len(left)} to train", flush=True)
     if a.export_only:
         print(f"exported {export_finished(sp, a.results_dir)} finished run(s) to {Path(a.results_dir) / PROFILE}")
+        return 0
+    if a.report:
+        res = interim_report(a.results_dir, a.report_dir)
+        print(f"Interim: the claims check at the whole set, from the {len(cfgs) - len(left)} of {len(cfgs)} runs "
+              f"in {Path(a.results_dir) / PROFILE} (tables in {a.report_dir}/tables)\n")
+        print(res["claims_md"])
+        print(res["reading"])
+        print(res["times_md"])
         return 0
     if a.dry_run:
         for c in left:

@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from lib import claims, runs, sweep
 from lib.config import override
 
@@ -52,3 +54,29 @@ def test_finished_runs_are_exported_once_and_unfinished_ones_not(tmp_path):
         "config.json", "eval.json", "history.csv"]
     assert not (res / "fashion" / runs.run_dir(second).name).exists()
     assert mod.export_finished(sp, str(res)) == 0  # already exported
+
+
+def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_profile(tmp_path):
+    import shutil
+
+    from lib.config import PROFILES
+
+    mod = _script()
+    res, committed = tmp_path / "results", ROOT / "results" / "fashion"
+    whole = {runs.run_dir(c).name for c in sweep.expand(mod.spec("cpu", str(tmp_path / "out"), str(res)))}
+    at_12k = {runs.run_dir(c).name for c in claims.run_configs("fashion", ["ce", "taet"], [0, 1, 2]).values()}
+    copied = sorted(p.name for p in committed.iterdir() if p.name in whole and p.name.split("-")[0] in ("ce", "taet"))
+    assert copied, "results/fashion holds no whole-set CE or TAET run to read"
+    for name in copied + sorted(n for n in at_12k if (committed / n).is_dir()):  # the 12,000-image runs beside them
+        shutil.copytree(committed / name, res / "fashion" / name)
+    cap = PROFILES["fashion"]["data"]["max_train"]
+    out = mod.interim_report(str(res), str(tmp_path / "report"))
+    assert PROFILES["fashion"]["data"]["max_train"] == cap  # the profile is restored
+    found = {**out["gathered"]["results"], **out["gathered"]["cache"]}
+    assert found and {Path(d["folder"]).name for d in found.values()} <= set(copied)  # none of the 12,000-image runs
+    assert not out["gathered"]["cache"]  # results/ alone: the report folder holds no runs
+    assert (tmp_path / "report" / "tables" / "claims.md").is_file()
+    assert "train capped" not in out["claims_md"]  # titled as the whole set
+    (tmp_path / "report" / "runs").mkdir()
+    with pytest.raises(SystemExit, match="reads results/ alone"):
+        mod.interim_report(str(res), str(tmp_path / "report"))
