@@ -7,9 +7,10 @@ is undecided; on the whole long-tailed set CE reached 88.7, 88.2 and 87.4 (seeds
 What: every claims run (the factorial and the official-code switches included) and Fig. 6b's two further cells,
 for the profile's seeds, exactly as the profile trains them except `data.max_train` = None. The runs go through
 `lib.sweep` (run cache in OUT_DIR/runs; those already exported to results/fashion/ are not retrained), most
-central first (CE, TAET, AT-BSL, AT), and each finished run's evidence files (no weights) are exported to
-results/fashion/, where they sit beside the 12,000-image runs under their own hashes. Interrupting loses at most
-the epoch in progress: rerunning resumes. The profile switches to the whole set once every run is in.
+central first (CE, TAET, AT-BSL, AT, then the factorial's cells), and each finished run's evidence files (no
+weights) are exported to results/fashion/, where they sit beside the 12,000-image runs under their own hashes.
+Interrupting loses at most the epoch in progress: rerunning resumes. The profile switches to the whole set once
+every run is in.
 
     python benchmarks/fashion_full_size.py --dry-run          # the runs, and how many are done
     python benchmarks/fashion_full_size.py --export-only      # export what finished while another process trains
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib import claims, runs, sweep  # noqa: E402
+from lib import claims, factorial, runs, sweep  # noqa: E402
 from lib.config import PROFILES, profile_seeds  # noqa: E402
 
 PROFILE = "fashion"
@@ -41,9 +42,11 @@ CORE = ("ce", "taet", "atbsl", "at")
 
 
 def spec(device: str, out_dir: str, results_dir: str) -> dict:
-    """One `lib.sweep` spec: every run at the whole set, core methods first, label by label, seeds inside."""
+    """One `lib.sweep` spec: every run at the whole set, label by label with the seeds inside: the core methods first,
+    then the factorial's cells, then the other claims runs and Fig. 6b's cells."""
     labels = claims.claim_runs(PROFILE, switch_cells=True)
-    order = list(CORE) + [lbl for lbl in labels if lbl not in CORE]
+    first = list(CORE) + [c.label for c in factorial.cells(PROFILE)]  # then the factorial: the gap's "why"
+    order = list(dict.fromkeys(first + [lbl for lbl in labels if lbl not in first]))
     keys = [(lbl, s) for lbl in order for s in profile_seeds(PROFILE)]
     (sp,) = claims.training_specs(PROFILE, keys, device=device, out_dir=out_dir)  # fashion: one attack list
     sp["grid"]["run"] += [{"method": m, "seed": s, **over} for m, over in FIG6B_EXTRA.values()
