@@ -87,6 +87,37 @@ def interim_report(results_dir: str, out_dir: str) -> dict:
         return claims.check(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, switches=True)
 
 
+def scale_comparison(results_dir: str) -> str:
+    """A markdown table: each core run's balanced clean and PGD-20 at the whole set minus at 12,000 images, and the
+    same for TAET − AT-BSL, paired by seed over the seeds whose runs are in `results_dir` at both scales."""
+    from lib.stats import paired_difference
+    from lib.tables import format_table
+
+    def balanced(g, attack):
+        d = {**g["results"], **g["cache"]}
+        return {k: 100 * doc["results"][attack]["balanced"] for k, doc in d.items()}
+
+    nowhere = str(Path(results_dir).parent / "no-run-cache")  # results/ alone, as the interim report
+    g_cap = claims.gather(PROFILE, out_dir=nowhere, results_dir=results_dir, partial=True, factorial_cells=False)
+    with whole_set_profile():
+        g_all = claims.gather(PROFILE, out_dir=nowhere, results_dir=results_dir, partial=True, factorial_cells=False)
+    rows = []
+    for what, a, b in [(m, m, None) for m in CORE] + [("TAET − AT-BSL", "taet", "atbsl")]:
+        cells, seeds = [], []
+        for attack in ("clean", "pgd20"):
+            at_cap, at_all = balanced(g_cap, attack), balanced(g_all, attack)
+            seeds = [x for x in profile_seeds(PROFILE)
+                     if all((lbl, x) in v for lbl in (a, b) if lbl for v in (at_cap, at_all))]
+            full = [at_all[(a, x)] - (at_all[(b, x)] if b else 0.0) for x in seeds]
+            capped = [at_cap[(a, x)] - (at_cap[(b, x)] if b else 0.0) for x in seeds]
+            cells.append(paired_difference(full, capped).format(1) if seeds else "-")
+        rows.append([what, str(len(seeds)), *cells])
+    cap = PROFILES[PROFILE]["data"]["max_train"]
+    return (f"**Whole set minus {cap:,} images, paired by seed: balanced accuracy on the test subset (points; mean ± "
+            f"std [95% CI]; runs from {results_dir})**\n\n"
+            + format_table(["run", "seeds", "Clean", "PGD-20"], rows) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -119,6 +150,7 @@ def main(argv=None) -> int:
         print(res["claims_md"])
         print(res["reading"])
         print(res["times_md"])
+        print(scale_comparison(a.results_dir))
         return 0
     if a.dry_run:
         for c in left:

@@ -9,6 +9,7 @@ import pytest
 
 from lib import claims, factorial, runs, sweep
 from lib.config import override
+from lib.stats import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,18 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
     assert not out["gathered"]["cache"]  # results/ alone: the report folder holds no runs
     assert (tmp_path / "report" / "tables" / "claims.md").is_file()
     assert "train capped" not in out["claims_md"]  # titled as the whole set
+    # whole set minus 12,000 images, paired by seed: CE's row from the eval files themselves; AT-BSL's not copied
+    def bal(name, attack):
+        doc = json.loads((res / "fashion" / name / "eval.json").read_text())
+        return 100 * doc["results"][attack]["balanced"]
+
+    ce_whole = {json.loads((res / "fashion" / n / "config.json").read_text())["train"]["seed"]: n
+                for n in copied if n.startswith("ce-")}
+    ce_cap = {s: runs.run_dir(c).name for (_, s), c in claims.run_configs("fashion", ["ce"], [0, 1, 2]).items()}
+    want = summarize([bal(ce_whole[s], "clean") - bal(ce_cap[s], "clean") for s in sorted(ce_whole)]).format(1)
+    table = mod.scale_comparison(str(res))
+    assert f"| ce            | {len(ce_whole)}     | {want}" in table, table
+    assert "| atbsl         | 0     | -" in table
     (tmp_path / "report" / "runs").mkdir()
     with pytest.raises(SystemExit, match="reads results/ alone"):
         mod.interim_report(str(res), str(tmp_path / "report"))
