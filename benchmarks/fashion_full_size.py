@@ -39,6 +39,7 @@ FULL_SIZE = {"data": {"max_train": None}}
 FIG6B_EXTRA = {"BCL+HDL": ("taet", {"method_args": {"gamma": 0.0}}),  # notebook 04's Fig. 6b cells that are not
                "BCL+RCEL": ("taet", {"method_args": {"beta": 0.0}})}  # claims runs
 CORE = ("ce", "taet", "atbsl", "at")
+EARLIER_CAP = 12000  # the scale of the committed runs that the whole-set ones replace
 
 
 def spec(device: str, out_dir: str, results_dir: str) -> dict:
@@ -66,11 +67,12 @@ def export_finished(sp: dict, results_dir: str) -> int:
 
 
 @contextlib.contextmanager
-def whole_set_profile():
-    """The fashion profile as it will be once every run is in (no `max_train`), inside this block only."""
+def whole_set_profile(max_train: int | None = None):
+    """The fashion profile with `max_train` (default None: the whole set, as it will be once every run is in), inside
+    this block only."""
     data = PROFILES[PROFILE]["data"]
     saved = data["max_train"]
-    data["max_train"] = None
+    data["max_train"] = max_train
     try:
         yield
     finally:
@@ -87,9 +89,10 @@ def interim_report(results_dir: str, out_dir: str) -> dict:
         return claims.check(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, switches=True)
 
 
-def scale_comparison(results_dir: str) -> str:
-    """A markdown table: each core run's balanced clean and PGD-20 at the whole set minus at 12,000 images, and the
-    same for TAET − AT-BSL, paired by seed over the seeds whose runs are in `results_dir` at both scales."""
+def scale_comparison(results_dir: str, out_dir: str) -> str:
+    """A markdown table: each core run's balanced clean and PGD-20 at the whole set minus at EARLIER_CAP images, and
+    the same for TAET − AT-BSL, paired by seed over the seeds whose runs are in `results_dir` at both scales (`out_dir`:
+    a folder without runs/, so that results/ alone is read)."""
     from lib.stats import paired_difference
     from lib.tables import format_table
 
@@ -97,10 +100,12 @@ def scale_comparison(results_dir: str) -> str:
         d = {**g["results"], **g["cache"]}
         return {k: 100 * doc["results"][attack]["balanced"] for k, doc in d.items()}
 
-    nowhere = str(Path(results_dir).parent / "no-run-cache")  # results/ alone, as the interim report
-    g_cap = claims.gather(PROFILE, out_dir=nowhere, results_dir=results_dir, partial=True, factorial_cells=False)
+    if (Path(out_dir) / "runs").exists():
+        raise SystemExit(f"{out_dir}/runs exists: the comparison reads results/ alone; pick another --report-dir")
+    with whole_set_profile(EARLIER_CAP):
+        g_cap = claims.gather(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, factorial_cells=False)
     with whole_set_profile():
-        g_all = claims.gather(PROFILE, out_dir=nowhere, results_dir=results_dir, partial=True, factorial_cells=False)
+        g_all = claims.gather(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, factorial_cells=False)
     rows = []
     for what, a, b in [(m, m, None) for m in CORE] + [("TAET − AT-BSL", "taet", "atbsl")]:
         cells, seeds = [], []
@@ -112,9 +117,8 @@ def scale_comparison(results_dir: str) -> str:
             capped = [at_cap[(a, x)] - (at_cap[(b, x)] if b else 0.0) for x in seeds]
             cells.append(paired_difference(full, capped).format(1) if seeds else "-")
         rows.append([what, str(len(seeds)), *cells])
-    cap = PROFILES[PROFILE]["data"]["max_train"]
-    return (f"**Whole set minus {cap:,} images, paired by seed: balanced accuracy on the test subset (points; mean ± "
-            f"std [95% CI]; runs from {results_dir})**\n\n"
+    return (f"**Whole set minus {EARLIER_CAP:,} images, paired by seed: balanced accuracy on the test subset "
+            f"(points; mean ± std [95% CI]; runs from {results_dir})**\n\n"
             + format_table(["run", "seeds", "Clean", "PGD-20"], rows) + "\n")
 
 
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
         print(res["claims_md"])
         print(res["reading"])
         print(res["times_md"])
-        print(scale_comparison(a.results_dir))
+        print(scale_comparison(a.results_dir, a.report_dir))
         return 0
     if a.dry_run:
         for c in left:

@@ -95,7 +95,7 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
                 for n in copied if n.startswith("ce-")}
     ce_cap = {s: runs.run_dir(c).name for (_, s), c in claims.run_configs("fashion", ["ce"], [0, 1, 2]).items()}
     want = summarize([bal(ce_whole[s], "clean") - bal(ce_cap[s], "clean") for s in sorted(ce_whole)]).format(1)
-    table = mod.scale_comparison(str(res))
+    table = mod.scale_comparison(str(res), str(tmp_path / "report"))
     assert f"| ce            | {len(ce_whole)}     | {want}" in table, table
     assert "| atbsl         | 0     | -" in table
     (tmp_path / "report" / "runs").mkdir()
