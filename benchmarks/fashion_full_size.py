@@ -79,43 +79,41 @@ def whole_set_profile(max_train: int | None = None):
         data["max_train"] = saved
 
 
+def _no_run_cache(out_dir: str) -> None:
+    """Refuse an `out_dir` holding runs/: the reports read results/ alone."""
+    if (Path(out_dir) / "runs").exists():
+        raise SystemExit(f"{out_dir}/runs exists: the interim report reads results/ alone; pick another --report-dir")
+
+
 def interim_report(results_dir: str, out_dir: str) -> dict:
     """The claims check (partial, with the switches) on the whole-set runs in `results_dir` alone: `out_dir` holds
     no runs, only the tables it writes. A claim whose runs are not all in yet reads 'not run'."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    if (Path(out_dir) / "runs").exists():
-        raise SystemExit(f"{out_dir}/runs exists: the interim report reads results/ alone; pick another --report-dir")
+    _no_run_cache(out_dir)
     with whole_set_profile():
         return claims.check(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, switches=True)
 
 
-def scale_comparison(results_dir: str, out_dir: str) -> str:
-    """A markdown table: each core run's balanced clean and PGD-20 at the whole set minus at EARLIER_CAP images, and
-    the same for TAET − AT-BSL, paired by seed over the seeds whose runs are in `results_dir` at both scales (`out_dir`:
-    a folder without runs/, so that results/ alone is read)."""
+def scale_comparison(whole: dict, results_dir: str, out_dir: str) -> str:
+    """A markdown table: each core run's balanced clean and PGD-20 at the whole set (`whole`: the interim report's
+    gathered runs) minus at EARLIER_CAP images (read from `results_dir`; `out_dir`: a folder without runs/), and the
+    same for TAET − AT-BSL, paired by seed over the seeds whose runs are in at both scales."""
     from lib.stats import paired_difference
     from lib.tables import format_table
 
     def balanced(g, attack):
-        d = {**g["results"], **g["cache"]}
-        return {k: 100 * doc["results"][attack]["balanced"] for k, doc in d.items()}
+        return {k: 100 * doc["results"][attack]["balanced"] for k, doc in {**g["results"], **g["cache"]}.items()}
 
-    if (Path(out_dir) / "runs").exists():
-        raise SystemExit(f"{out_dir}/runs exists: the comparison reads results/ alone; pick another --report-dir")
+    _no_run_cache(out_dir)
     with whole_set_profile(EARLIER_CAP):
-        g_cap = claims.gather(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, factorial_cells=False)
-    with whole_set_profile():
-        g_all = claims.gather(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, factorial_cells=False)
+        capped = claims.gather(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, factorial_cells=False)
+    by_attack = [(balanced(capped, attack), balanced(whole, attack)) for attack in ("clean", "pgd20")]
     rows = []
     for what, a, b in [(m, m, None) for m in CORE] + [("TAET − AT-BSL", "taet", "atbsl")]:
-        cells, seeds = [], []
-        for attack in ("clean", "pgd20"):
-            at_cap, at_all = balanced(g_cap, attack), balanced(g_all, attack)
-            seeds = [x for x in profile_seeds(PROFILE)
-                     if all((lbl, x) in v for lbl in (a, b) if lbl for v in (at_cap, at_all))]
-            full = [at_all[(a, x)] - (at_all[(b, x)] if b else 0.0) for x in seeds]
-            capped = [at_cap[(a, x)] - (at_cap[(b, x)] if b else 0.0) for x in seeds]
-            cells.append(paired_difference(full, capped).format(1) if seeds else "-")
+        seeds = [x for x in profile_seeds(PROFILE) if all((lbl, x) in v for lbl in (a, b) if lbl for v in by_attack[0])]
+        cells = [paired_difference([at_all[(a, x)] - (at_all[(b, x)] if b else 0.0) for x in seeds],
+                                   [at_cap[(a, x)] - (at_cap[(b, x)] if b else 0.0) for x in seeds]).format(1)
+                 if seeds else "-" for at_cap, at_all in by_attack]
         rows.append([what, str(len(seeds)), *cells])
     return (f"**Whole set minus {EARLIER_CAP:,} images, paired by seed: balanced accuracy on the test subset "
             f"(points; mean ± std [95% CI]; runs from {results_dir})**\n\n"
@@ -154,7 +152,7 @@ def main(argv=None) -> int:
         print(res["claims_md"])
         print(res["reading"])
         print(res["times_md"])
-        print(scale_comparison(a.results_dir, a.report_dir))
+        print(scale_comparison(res["gathered"], a.results_dir, a.report_dir))
         return 0
     if a.dry_run:
         for c in left:

@@ -73,7 +73,9 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
     mod = _script()
     res, committed = tmp_path / "results", ROOT / "results" / "fashion"
     whole = {runs.run_dir(c).name for c in sweep.expand(mod.spec("cpu", str(tmp_path / "out"), str(res)))}
-    at_12k = {runs.run_dir(c).name for c in claims.run_configs("fashion", ["ce", "taet"], [0, 1, 2]).values()}
+    with mod.whole_set_profile(mod.EARLIER_CAP):  # the earlier scale, whatever the profile says now
+        at_12k = {runs.run_dir(c).name for c in claims.run_configs("fashion", ["ce", "taet"], [0, 1, 2]).values()}
+        ce_cap = {s: runs.run_dir(c).name for (_, s), c in claims.run_configs("fashion", ["ce"], [0, 1, 2]).items()}
     copied = sorted(p.name for p in committed.iterdir() if p.name in whole and p.name.split("-")[0] in ("ce", "taet"))
     assert copied, "results/fashion holds no whole-set CE or TAET run to read"
     for name in copied + sorted(n for n in at_12k if (committed / n).is_dir()):  # the 12,000-image runs beside them
@@ -93,9 +95,8 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
 
     ce_whole = {json.loads((res / "fashion" / n / "config.json").read_text())["train"]["seed"]: n
                 for n in copied if n.startswith("ce-")}
-    ce_cap = {s: runs.run_dir(c).name for (_, s), c in claims.run_configs("fashion", ["ce"], [0, 1, 2]).items()}
     want = summarize([bal(ce_whole[s], "clean") - bal(ce_cap[s], "clean") for s in sorted(ce_whole)]).format(1)
-    table = mod.scale_comparison(str(res), str(tmp_path / "report"))
+    table = mod.scale_comparison(out["gathered"], str(res), str(tmp_path / "report"))
     assert f"| ce            | {len(ce_whole)}     | {want}" in table, table
     assert "| atbsl         | 0     | -" in table
     (tmp_path / "report" / "runs").mkdir()
