@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from . import losses, speed
+from . import losses, runs, speed
 from .attacks import _strict_fp32, pgd, trusted_inputs  # attacks.py has no public name for it yet
 from .data import iterate_batches
 from .errors import ConfigError, check_seeds
@@ -198,7 +198,7 @@ def precision_runs(profile: str, variants: dict[str, dict[str, Any]], seeds: lis
 
 
 def _run_summary(doc: dict[str, Any], amp: str) -> dict[str, Any]:
-    return {"amp": amp, "train_seconds": round(sum(float(r["seconds"]) for r in doc.get("history", [])), 1),
+    return {"amp": amp, "train_seconds": round(runs.train_seconds(doc.get("history", [])), 1),
             "clean_balanced": doc["results"]["clean"]["balanced"],
             "pgd20_balanced": doc["results"]["pgd20"]["balanced"],
             "source": doc.get("source", "cache"), "run_dir": doc.get("run_dir")}

@@ -150,7 +150,7 @@ def _bal(attack: str) -> Callable[[dict], float]:
 
 
 def _train_seconds(doc: dict) -> float:
-    return sum(float(r["seconds"]) for r in doc["history"])
+    return runs.train_seconds(doc["history"])
 
 
 def _tail_gain(docs: dict[str, dict]) -> float:

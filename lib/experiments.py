@@ -126,7 +126,7 @@ def wall_table(docs: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[st
     rows = []
     for label, doc in docs.items():
         hist = doc.get("history") or []
-        train_s = sum(float(r["seconds"]) for r in hist)
+        train_s = runs.train_seconds(hist)
         eval_s = sum(float(r.get("seconds", 0.0)) for r in doc["results"].values())
         rows.append([label, str(len(hist))] + [_seconds(x) for x in (train_s, eval_s, train_s + eval_s)])
     return header, rows

@@ -149,6 +149,11 @@ def read_csv(path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def train_seconds(history) -> float:
+    """A run's training wall time: the sum of its history rows' per-epoch `seconds` (0 for no rows)."""
+    return sum(float(r["seconds"]) for r in history)
+
+
 def _strip(d: dict[str, Any], fields) -> dict[str, Any]:
     d = json.loads(json.dumps(d))
     for f in fields:
