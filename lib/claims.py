@@ -175,6 +175,24 @@ class Claim:
     unit: str = "points"
 
 
+UNEVEN_TIMING = 1.5  # an epoch this many times slower than its stage's fastest: other work shared the cores
+
+
+def uneven_timing(claim: Claim, docs: dict, seeds) -> list[str]:
+    """For a cost claim, its runs whose epochs of one stage differ by more than UNEVEN_TIMING (slowest over
+    fastest, `runs.epoch_time_spread`), as 'label seed s (2.0×)': their times include other jobs' load, so they
+    are upper bounds and the comparison is not between like conditions. [] for other claims."""
+    if claim.unit != "seconds":
+        return []
+    out = []
+    for s in seeds:
+        for lbl in claim.runs:
+            x = runs.epoch_time_spread(docs[(lbl, s)]["history"])
+            if x > UNEVEN_TIMING:
+                out.append(f"{lbl} seed {s} ({x:.1f}×)")
+    return out
+
+
 def _diff(a: str, b: str, metric: Callable[[dict], float]) -> Callable[[dict[str, dict]], float]:
     return lambda docs: metric(docs[a]) - metric(docs[b])
 
@@ -363,6 +381,9 @@ def evaluate_claims(profile: str, gathered: dict[str, Any]) -> list[dict[str, An
                "source": {"cache": "your runs", "results": "results/"}.get(src.pop(), "") if len(src) == 1 else
                "your runs + results/", "vs committed": _agreement(c, gathered, seeds),
                "mean": s.mean, "low": s.low, "high": s.high}
+        if slow := uneven_timing(c, merged, complete):
+            row["measured"] += f" (uneven epoch times: {', '.join(slow)})"
+            row["uneven"] = slow
         rows.append(row)
     return rows
 
@@ -471,6 +492,12 @@ def reading(rows: list[dict[str, Any]], profile: str | None = None) -> str:
         labels = {"supported": "Hold", "contradicted": "Do not hold",
                   "inconclusive": "Undecided (the interval includes the threshold, or one seed gives none)"}
         text += [f"**{what}:** {names(by[v])}." for v, what in labels.items() if by[v]]
+    for r in rows:
+        if r.get("uneven"):
+            text.append(f"**Timing:** {r['claim'].rstrip('.')}: in {', '.join(r['uneven'])}, an epoch took more "
+                        f"than {UNEVEN_TIMING:g}× its stage's fastest, a sign that other jobs shared the cores for "
+                        "part of the run; those times are upper bounds and the cost comparison is not between like "
+                        "conditions: retrain those runs on an otherwise idle machine to time them.")
     return "\n\n".join(text)
 
 

@@ -106,6 +106,37 @@ def test_one_single_seed_claim_does_not_hide_the_readings_of_the_others():
         "**Undecided")[1]
 
 
+def test_epoch_time_spread_is_the_slowest_over_the_fastest_epoch_of_one_stage():
+    def hist(clean, adv):
+        return [{"stage": "clean", "seconds": x} for x in clean] + [{"stage": "adversarial", "seconds": x}
+                                                                    for x in adv]
+    assert runs.epoch_time_spread(hist([20, 26, 19], [170, 340, 175, 171])) == pytest.approx(2.0)  # 340 / 170
+    assert runs.epoch_time_spread(hist([20, 26, 19], [170, 180, 175])) == pytest.approx(26 / 19)
+    # a stage of fewer than 3 epochs is not read (too few to tell a slow epoch from the first one's warm-up)
+    assert runs.epoch_time_spread(hist([1, 10], [170, 170, 170])) == 1.0
+    assert runs.epoch_time_spread([]) == 1.0
+
+
+def test_the_cost_claim_names_runs_timed_beside_other_work():
+    def timed(adv):  # 3 clean epochs of 20 s, then adversarial ones
+        d = doc(60)
+        d["history"] = ([{"stage": "clean", "seconds": 20.0}] * 3
+                        + [{"stage": "adversarial", "seconds": x} for x in adv])
+        return d
+
+    even, busy = timed([170.0, 172.0, 171.0]), timed([170.0, 340.0, 345.0])
+    g = gathered({"taet": [busy, even, even], "atbsl": [timed([170.0] * 5)] * 3, "at": [doc(70)] * 3})
+    rows = claims.evaluate_claims("fashion", g)
+    cost = find(rows, "trains faster")
+    assert cost["measured"].endswith("(uneven epoch times: taet seed 0 (2.0×))")
+    assert "uneven" not in find(rows, "above AT-BSL's.")["measured"]  # accuracy claims do not read the times
+    text = claims.reading(rows, "fashion")
+    assert "**Timing:** Fig. 6a: TAET trains faster than AT-BSL" in text and "taet seed 0 (2.0×)" in text
+    g = gathered({"taet": [even] * 3, "atbsl": [timed([170.0] * 5)] * 3, "at": [doc(70)] * 3})
+    rows = claims.evaluate_claims("fashion", g)
+    assert "uneven" not in find(rows, "trains faster")["measured"] and "**Timing:**" not in claims.reading(rows)
+
+
 def test_reading_and_table_files(tmp_path):
     g = gathered({"taet": [doc(60), doc(62), doc(64)], "atbsl": [doc(50)] * 3, "at": [doc(70), doc(71), doc(75)]})
     rows = claims.evaluate_claims("fashion", g)
