@@ -94,6 +94,18 @@ def interim_report(results_dir: str, out_dir: str) -> dict:
         return claims.check(PROFILE, out_dir=out_dir, results_dir=results_dir, partial=True, switches=True)
 
 
+def report_text(res: dict) -> str:
+    """The interim report's printed part: the claims table and its reading, each run's time, then the factorial
+    (its simple effects until every cell is in) and the switches, as far as their runs are in."""
+    parts = [res["claims_md"], res["reading"], res["times_md"]]
+    if "factorial_md" in res:
+        parts += [res["factorial_md"], res["factorial_reading"]]
+    elif res.get("factorial_note"):  # not even the gap is in yet
+        parts.append(res["factorial_note"])
+    parts.append(res.get("switches_md", ""))
+    return "\n".join(p.strip() + "\n" for p in parts if p)
+
+
 def scale_comparison(whole: dict, results_dir: str, out_dir: str) -> str:
     """A markdown table: each core run's balanced clean and PGD-20 at the whole set (`whole`: the interim report's
     gathered runs) minus at EARLIER_CAP images (read from `results_dir`; `out_dir`: a folder without runs/), and the
@@ -149,9 +161,7 @@ def main(argv=None) -> int:
         res = interim_report(a.results_dir, a.report_dir)
         print(f"Interim: the claims check at the whole set, from the {len(cfgs) - len(left)} of {len(cfgs)} runs "
               f"in {Path(a.results_dir) / PROFILE} (tables in {a.report_dir}/tables)\n")
-        print(res["claims_md"])
-        print(res["reading"])
-        print(res["times_md"])
+        print(report_text(res))
         print(scale_comparison(res["gathered"], a.results_dir, a.report_dir))
         return 0
     if a.dry_run:

@@ -88,6 +88,13 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
     assert not out["gathered"]["cache"]  # results/ alone: the report folder holds no runs
     assert (tmp_path / "report" / "tables" / "claims.md").is_file()
     assert "train capped" not in out["claims_md"]  # titled as the whole set
+    # printed: the claims, the factorial so far (no AT-BSL run copied: not even its gap) and the switches
+    text = mod.report_text(out)
+    assert text.startswith(out["claims_md"].strip()) and out["times_md"].strip() in text
+    assert "The factorial is not run yet" in text and "**Fidelity switches" in text
+    out_with = {**out, "factorial_md": "**Factorial: a table**", "factorial_reading": "AT-BSL − TAET reading."}
+    assert "**Factorial: a table**\n\nAT-BSL − TAET reading." in mod.report_text(out_with)
+    assert "The factorial is not run yet" not in mod.report_text(out_with)
     # whole set minus 12,000 images, paired by seed: CE's row from the eval files themselves; AT-BSL's not copied
     def bal(name, attack):
         doc = json.loads((res / "fashion" / name / "eval.json").read_text())
