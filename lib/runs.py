@@ -155,13 +155,14 @@ def train_seconds(history) -> float:
 
 
 def epoch_time_spread(history, min_epochs: int = 3) -> float:
-    """The largest ratio of an epoch's seconds to the fastest epoch of the same stage (clean or adversarial), over
-    the stages with at least `min_epochs` epochs; 1.0 when none has. Epochs of one stage do the same work, so a
+    """The largest ratio of an epoch's seconds to the fastest epoch of the same stage (clean or adversarial), each
+    stage's first epoch left out (it carries the warm-up: allocation, kernel selection, compilation), over the
+    stages with at least `min_epochs` epochs after it; 1.0 when none has. Epochs of one stage do the same work, so a
     spread well above 1 means something else slowed part of the run (other jobs on the same cores)."""
     by_stage: dict[str, list[float]] = {}
     for r in history:
         by_stage.setdefault(r.get("stage", ""), []).append(float(r["seconds"]))
-    ratios = [max(v) / min(v) for v in by_stage.values() if len(v) >= min_epochs and min(v) > 0]
+    ratios = [max(v[1:]) / min(v[1:]) for v in by_stage.values() if len(v) > min_epochs and min(v[1:]) > 0]
     return max(ratios, default=1.0)
 
 

@@ -110,10 +110,11 @@ def test_epoch_time_spread_is_the_slowest_over_the_fastest_epoch_of_one_stage():
     def hist(clean, adv):
         return [{"stage": "clean", "seconds": x} for x in clean] + [{"stage": "adversarial", "seconds": x}
                                                                     for x in adv]
-    assert runs.epoch_time_spread(hist([20, 26, 19], [170, 340, 175, 171])) == pytest.approx(2.0)  # 340 / 170
-    assert runs.epoch_time_spread(hist([20, 26, 19], [170, 180, 175])) == pytest.approx(26 / 19)
-    # a stage of fewer than 3 epochs is not read (too few to tell a slow epoch from the first one's warm-up)
-    assert runs.epoch_time_spread(hist([1, 10], [170, 170, 170])) == 1.0
+    assert runs.epoch_time_spread(hist([30, 20, 26, 19], [400, 170, 340, 175])) == pytest.approx(2.0)  # 340 / 170
+    assert runs.epoch_time_spread(hist([30, 20, 26, 19], [400, 170, 180, 175])) == pytest.approx(26 / 19)
+    # each stage's first epoch (warm-up) is left out, and a stage with fewer than 3 epochs after it is not read
+    assert runs.epoch_time_spread(hist([900, 20, 20, 20], [400, 170, 171, 170])) == pytest.approx(171 / 170)
+    assert runs.epoch_time_spread(hist([1, 1, 10], [170, 170, 170, 170])) == 1.0
     assert runs.epoch_time_spread([]) == 1.0
 
 
@@ -124,7 +125,7 @@ def test_the_cost_claim_names_runs_timed_beside_other_work():
                         + [{"stage": "adversarial", "seconds": x} for x in adv])
         return d
 
-    even, busy = timed([170.0, 172.0, 171.0]), timed([170.0, 340.0, 345.0])
+    even, busy = timed([170.0, 172.0, 171.0, 170.0]), timed([170.0, 170.0, 340.0, 345.0])
     g = gathered({"taet": [busy, even, even], "atbsl": [timed([170.0] * 5)] * 3, "at": [doc(70)] * 3})
     rows = claims.evaluate_claims("fashion", g)
     cost = find(rows, "trains faster")
