@@ -179,7 +179,14 @@ def simple_effects(values: dict[str, dict[int, float]], profile: str) -> dict[st
     pairs += [(f"simple effect: {FACTOR_TEXT[FACTORS[i][0]]}", one_factor[i].label, base.label)
               for i in sorted(one_factor)]  # in FACTORS' order: attack, HEL scale, stage 1
     pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs[-2:]]
-    return {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
+    out = {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
+    # the gap left once some factors sit at AT-BSL's levels: the run cells (two seeds or more shared with AT-BSL)
+    # nearest AT-BSL, as `effects` does for the whole grid
+    left = [(c, s) for c in cs[1:8] if (s := diff("AT-BSL", c.label)) is not None and s.n > 1]
+    most = max((atbsl_like(c) for c, _ in left), default=0)
+    out.update({f"{REMAINING} ({most} of 3 factors at AT-BSL's levels): AT-BSL − {c.label}": s
+                for c, s in left if atbsl_like(c) == most})
+    return out
 
 
 def cell(s: Summary) -> str:
@@ -242,19 +249,24 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
         text += " Their effect on balanced clean accuracy: " + "; ".join(costs) + "."
     left = {k: s for k, s in pgd.items() if k.startswith(REMAINING)}
     if left:
-        text += " " + _remaining_reading(left, gap)
+        text += " " + _remaining_reading(left, gap, full)
     if not full:
         text += (" These are simple effects (one factor changed from TAET's own setting), not main effects: the"
                  " 2 × 2 × 2 grid is not complete, so interactions are not separated.")
     return text
 
 
-def _remaining_reading(left: dict[str, Summary], gap: Summary) -> str:
-    """What the gap is once the factors sit at AT-BSL's levels (`nearest_atbsl`): each such cell's AT-BSL − cell
-    difference, whether it still excludes 0, and what the cell still differs from AT-BSL in."""
+def _remaining_reading(left: dict[str, Summary], gap: Summary, full: bool = True) -> str:
+    """What the gap is once the factors sit at AT-BSL's levels (`nearest_atbsl`, or in a partial grid the run cells
+    nearest them, `full` False): each such cell's AT-BSL − cell difference, whether it still excludes 0, and what
+    the cell still differs from AT-BSL in."""
     k = int(next(iter(left)).split("(", 1)[1][0])  # "remaining gap (k of 3 factors ...): AT-BSL − label"
-    where = ("with all three factors at AT-BSL's levels" if k == 3 else
-             f"nearest AT-BSL's levels that trained ({k} of 3 factors; the cell with all three diverged)")
+    if k == 3:
+        where = "with all three factors at AT-BSL's levels"
+    elif full:
+        where = f"nearest AT-BSL's levels that trained ({k} of 3 factors; the cell with all three diverged)"
+    else:
+        where = f"nearest AT-BSL's levels run so far ({k} of 3 factors)"
     parts, trailing = [], 0
     for key, s in left.items():
         lbl = key.split("AT-BSL − ", 1)[1]
@@ -263,8 +275,9 @@ def _remaining_reading(left: dict[str, Summary], gap: Summary) -> str:
         trailing += s.n > 1 and (s.low > 0 if gap.mean >= 0 else s.high < 0)
     text = f"AT-BSL − the TAET cell(s) {where}: " + "; ".join(parts) + "."
     if trailing == len(left):
-        rest = ("its loss (HEL against AT-BSL's balanced-softmax CE)" if k == 3 else
-                "its loss (HEL against AT-BSL's balanced-softmax CE) and the one factor left at TAET's level")
+        rest = "its loss (HEL against AT-BSL's balanced-softmax CE)" + (
+            "" if k == 3 else " and the one factor left at TAET's level" if k == 2 else
+            f" and the {3 - k} factors left at TAET's levels")
         verb = "trails" if gap.mean >= 0 else "leads"
         text += (f" {'It' if len(left) == 1 else 'Each'} still {verb} AT-BSL with an interval"
                  f" excluding 0: moving {'the three factors' if k == 3 else f'{k} of the 3 factors'} to AT-BSL's"

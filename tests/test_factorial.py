@@ -149,7 +149,9 @@ def test_simple_effects_pair_each_one_factor_cell_with_taets_own_over_shared_see
     vals = {base: {0: 60.0, 1: 61.0, 2: 59.0}, attack_only: {0: 66.0, 1: 71.0},  # seed 2 not run yet
             "AT-BSL": {0: 67.0, 1: 68.5, 2: 66.0}, cs[6].label: {0: 1.0}}  # a two-factor cell: not a simple effect
     eff = factorial.simple_effects(vals, "fashion")
-    assert list(eff) == ["gap: AT-BSL − TAET", "simple effect: training attack (TAET's → AT-BSL's)"]
+    left = f"remaining gap (1 of 3 factors at AT-BSL's levels): AT-BSL − {attack_only}"  # cs[6]: one seed, no interval
+    assert list(eff) == ["gap: AT-BSL − TAET", "simple effect: training attack (TAET's → AT-BSL's)", left]
+    assert (eff[left].mean, eff[left].n) == (pytest.approx(-0.75), 2)  # 67 − 66, 68.5 − 71
     gap, att = eff["gap: AT-BSL − TAET"], eff["simple effect: training attack (TAET's → AT-BSL's)"]
     assert (gap.mean, gap.n) == (pytest.approx(21.5 / 3), 3)  # 67 − 60, 68.5 − 61, 66 − 59
     assert (att.mean, att.std, att.n) == (pytest.approx(8.0), pytest.approx(math.sqrt(8.0)), 2)  # 6 and 10
@@ -158,8 +160,24 @@ def test_simple_effects_pair_each_one_factor_cell_with_taets_own_over_shared_see
     text = factorial.reading(eff)
     assert "simple effect" in text and "not main effects" in text and "n = 2" in text
     assert "none conclusively" in text  # [−17.4, 33.4] includes 0
+    assert "nearest AT-BSL's levels run so far (1 of 3" in text and "Not every such difference excludes 0" in text
     assert "No factor is measured yet" in factorial.reading(factorial.simple_effects(
         {base: {0: 60.0, 1: 61.0}, "AT-BSL": {0: 67.0, 1: 68.0}}, "fashion"))
+
+
+def test_a_partial_grid_says_when_one_factor_moved_to_atbsls_level_leaves_the_gap_open():
+    cs = factorial.cells("fashion")
+    base, no_stage = cs[0].label, cs[1].label  # TAET's own setting; the same with no clean stage
+    assert cs[1].levels == ("TAET's", 1.0, "none")
+    vals = {base: {0: 73.0, 1: 71.5, 2: 70.0}, no_stage: {0: 74.7, 1: 72.6, 2: 73.2},
+            "AT-BSL": {0: 77.9, 1: 76.9, 2: 77.9}}
+    eff = factorial.simple_effects(vals, "fashion")
+    left = eff[f"remaining gap (1 of 3 factors at AT-BSL's levels): AT-BSL − {no_stage}"]
+    assert left.mean == pytest.approx((3.2 + 4.3 + 4.7) / 3) and left.low > 0  # still trails, interval clear of 0
+    text = factorial.reading(eff)
+    assert "none conclusively" in text  # the stage's simple effect, +1.7, 0.2, 3.2: interval includes 0
+    assert f"{no_stage}: 4.1 ± 0.8" in text and "still trails AT-BSL with an interval excluding 0" in text
+    assert "moving 1 of the 3 factors" in text and "the 2 factors left at TAET's levels" in text
 
 
 def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
