@@ -175,7 +175,7 @@ def test_a_partial_grid_says_when_one_factor_moved_to_atbsls_level_leaves_the_ga
     left = eff[f"remaining gap (1 of 3 factors at AT-BSL's levels): AT-BSL − {no_stage}"]
     assert left.mean == pytest.approx((3.2 + 4.3 + 4.7) / 3) and left.low > 0  # still trails, interval clear of 0
     text = factorial.reading(eff)
-    assert "none conclusively" in text  # the stage's simple effect, +1.7, 0.2, 3.2: interval includes 0
+    assert "none conclusively" in text  # the stage's simple effect, +1.7, +1.1, +3.2: interval includes 0
     assert f"{no_stage}: 4.1 ± 0.8" in text and "still trails AT-BSL with an interval excluding 0" in text
     assert "moving 1 of the 3 factors" in text and "the 2 factors left at TAET's levels" in text
 
