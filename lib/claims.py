@@ -702,10 +702,12 @@ def diverged_note(gathered: dict[str, Any], labels, effects: dict[str, Summary])
     return text
 
 
-def factorial_simple_effects(profile: str, gathered: dict[str, Any]) -> dict[str, dict[str, Summary]]:
+def factorial_simple_effects(profile: str, gathered: dict[str, Any], diverged=()) -> dict[str, dict[str, Summary]]:
     """{"PGD-20": ..., "Clean": ...} of `lib.factorial.simple_effects` over the cells and seeds run so far (the
-    partial check's factorial)."""
-    return {name: factorial.simple_effects(_cell_values(profile, gathered, a), profile) for name, a in METRICS}
+    partial check's factorial; with the main effects once the TAET grid has settled); `diverged`: the labels of
+    cells whose training diverged."""
+    return {name: factorial.simple_effects(_cell_values(profile, gathered, a), profile, diverged)
+            for name, a in METRICS}
 
 
 def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: int, out_dir: str = "outputs",
@@ -719,8 +721,10 @@ def save_factorial(by_metric: dict[str, dict[str, Summary]], profile: str, n: in
     if cells_run is None:
         what, seeds = "effects", f"n = {n} seed{'s' if n != 1 else ''}"
     else:
-        what = (f"partial ({cells_run} of {len(factorial.cells(profile))} cells run for every seed): the simple "
-                f"effects measured so far")
+        mains = any(k.startswith("main effect: ") for k in next(iter(by_metric.values())))
+        what = (f"partial ({cells_run} of {len(factorial.cells(profile))} cells run for every seed): the "
+                f"{'main effects of the settled TAET grid and the simple ' if mains else 'simple '}effects "
+                f"measured so far")
         seeds = "n = the seeds each pair shares"
     md = (f"**Factorial: why TAET trails AT-BSL, {what}, on balanced clean accuracy and PGD-20 robustness "
           f"({scale_label(profile).split(';')[0]}; points, {seeds})**\n\n" + format_table(header, rows) + "\n"
@@ -875,7 +879,7 @@ def check(profile: str, *, out_dir: str = "outputs", results_dir=RESULTS_DIR, de
     if factorial_cells and absent:
         out["factorial_note"] = (f"The factorial is not run yet: {len(absent)} of its {len(factorial.cells(profile))} "
                                  f"cells lack runs for some seed ({'; '.join(absent)}). {train_hint(profile)}.")
-        eff = factorial_simple_effects(profile, g)
+        eff = factorial_simple_effects(profile, g, dead)
         if "gap: AT-BSL − TAET" in eff["PGD-20"]:  # what the cells run so far can say, as simple effects
             note = diverged_note(g, dead, eff["PGD-20"])
             out.update(factorial=eff, factorial_md=save_factorial(

@@ -126,10 +126,7 @@ def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[s
     out = {}
     if not {"AT-BSL", cs[0].label} & dead:
         out["gap: AT-BSL − TAET"] = paired_difference(values["AT-BSL"], values[cs[0].label])
-    kept = settings_kept(dead_levels)
-    for k, s in main_effects(table, diverged=dead_levels).items():
-        where = "" if kept[k] == 4 else f" (over the {kept[k]} of 4 settings of the other factors that trained)"
-        out[f"main effect: {FACTOR_TEXT[k]}{where}"] = s
+    out.update(_main_effect_rows(table, dead_levels))
     for c in cs[-2:]:
         if not {c.label, "AT-BSL"} & dead:
             out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
@@ -141,6 +138,30 @@ def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[s
 
 
 REMAINING = "remaining gap"
+
+
+def _main_effect_rows(table: dict[tuple, list[float]], dead_levels: set) -> dict[str, Summary]:
+    """{"main effect: <factor>[ (over the k of 4 settings ...)]": Summary} from the 2 × 2 × 2 table."""
+    kept = settings_kept(dead_levels)
+    out = {}
+    for k, s in main_effects(table, diverged=dead_levels).items():
+        where = "" if kept[k] == 4 else f" (over the {kept[k]} of 4 settings of the other factors that trained)"
+        out[f"main effect: {FACTOR_TEXT[k]}{where}"] = s
+    return out
+
+
+def settled_main_effects(values: dict[str, dict[int, float]], profile: str, diverged=()) -> dict[str, Summary]:
+    """The main effects as `effects` names them, once the 2 × 2 × 2 TAET grid has settled (each of its 8 cells run
+    for the same seeds, or in `diverged`) even if AT-BSL's own cells have not run; {} while a TAET cell lacks a
+    seed the others have. `values`: {cell label: {seed: value}}."""
+    grid = [c for c in cells(profile) if c.levels is not None]
+    dead = set(diverged)
+    alive = [c for c in grid if c.label not in dead]
+    seed_sets = {frozenset(values.get(c.label, {})) for c in alive}
+    if len(seed_sets) != 1 or not (seeds := sorted(next(iter(seed_sets)))):
+        return {}
+    table = {c.levels: [values[c.label][x] for x in seeds] for c in alive}
+    return _main_effect_rows(table, {c.levels for c in grid if c.label in dead})
 
 
 def atbsl_like(c: Cell) -> int:
@@ -158,10 +179,12 @@ def nearest_atbsl(profile: str, diverged=()) -> list[Cell]:
     return [c for c in alive if atbsl_like(c) == most]
 
 
-def simple_effects(values: dict[str, dict[int, float]], profile: str) -> dict[str, Summary]:
+def simple_effects(values: dict[str, dict[int, float]], profile: str, diverged=()) -> dict[str, Summary]:
     """The effects a partial grid can already give, each paired over the seeds its two cells share: the AT-BSL − TAET
     gap, each TAET cell that changes one factor from TAET's own setting minus that setting ("simple effect": the
-    factor's effect there, interactions not separated), and AT-BSL's two single changes minus AT-BSL.
+    factor's effect there, interactions not separated), AT-BSL's two single changes minus AT-BSL, and, once the
+    2 × 2 × 2 TAET grid has settled (`settled_main_effects`; `diverged`: labels of cells whose training diverged),
+    the three main effects, which `reading` then reads instead of the simple effects.
     `values`: {cell label: {seed: value}}; effects with no shared seed are left out."""
     cs = cells(profile)
     base = cs[0]
@@ -180,6 +203,7 @@ def simple_effects(values: dict[str, dict[int, float]], profile: str) -> dict[st
               for i in sorted(one_factor)]  # in FACTORS' order: attack, HEL scale, stage 1
     pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs[-2:]]
     out = {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
+    out.update(settled_main_effects(values, profile, diverged))
     # the gap left once some factors sit at AT-BSL's levels: the run cells (two seeds or more shared with AT-BSL)
     # nearest AT-BSL, as `effects` does for the whole grid
     left = [(c, s) for c in cs[1:8] if (s := diff("AT-BSL", c.label)) is not None and s.n > 1]

@@ -250,3 +250,34 @@ def test_the_remaining_gap_compares_atbsl_with_the_taet_cells_nearest_its_levels
     vals["AT-BSL"] = [64.0, 62.0, 63.5]
     text = factorial.reading(factorial.effects(vals, "fashion"))
     assert "Not every such difference excludes 0" in text and "It still trails" not in text
+
+
+def test_a_partial_grid_gives_main_effects_once_the_taet_cells_have_settled():
+    # the eight TAET cells as in the diverged test above (two diverged), AT-BSL's own run in, its two single changes
+    # not yet: the main effects come from the TAET cells alone, and the reading reads them
+    e = [-1.0, 0.0, 1.0]
+    labels = {c.levels: c.label for c in factorial.cells("fashion") if c.levels}
+    dead = [labels[("TAET's", 10.0, "none")], labels[("AT-BSL's", 10.0, "none")]]
+    vals = {"AT-BSL": {0: 75.0, 1: 76.0, 2: 77.0}}
+    for (a, h, st), lbl in labels.items():
+        A, H, S = a == "AT-BSL's", h == 10.0, st == "none"
+        if lbl not in dead:
+            vals[lbl] = {s: 60 + A * (4 + x) + 2 * H + S + 6 * H * S for s, x in enumerate(e)}
+    eff = factorial.simple_effects(vals, "fashion", diverged=dead)
+    att = eff["main effect: training attack (TAET's → AT-BSL's) (over the 3 of 4 settings of the other factors that "
+              "trained)"]
+    assert (att.mean, att.std, att.n) == (pytest.approx(4.0), pytest.approx(1.0), 3)
+    assert eff["main effect: HEL scale (×1 → ×10) (over the 2 of 4 settings of the other factors that trained)"].mean \
+        == pytest.approx(2.0)
+    assert eff["simple effect: training attack (TAET's → AT-BSL's)"].mean == pytest.approx(4.0)  # still shown
+    text = factorial.reading(eff)
+    assert "Factors whose main effect moves robustness the way of the gap" in text  # +4 ± 1, [1.5, 6.5]
+    assert "training attack (TAET's → AT-BSL's) (over the 3 of 4 settings of the other factors that trained) (+4.0" \
+        in text
+    assert "not main effects" not in text and "the cell with all three diverged" in text
+    # a TAET cell short of a seed the others have: no main effects yet, and the reading says simple effects
+    short = {**vals, labels[("AT-BSL's", 1.0, "none")]: {0: 65.0, 1: 66.0}}
+    eff2 = factorial.simple_effects(short, "fashion", diverged=dead)
+    assert not any(k.startswith("main effect") for k in eff2) and "not main effects" in factorial.reading(eff2)
+    # without the diverged labels the grid is not settled either (two cells simply missing)
+    assert not any(k.startswith("main effect") for k in factorial.simple_effects(vals, "fashion"))
