@@ -182,7 +182,11 @@ def one_thread():
 def test_extra_clean_forward_matches_the_official_step(method, epoch, one_thread):
     kit_m, ref_m, kit_loss, ref_loss, kit_g, ref_g = _step_vs_reference(method, epoch, extra=True)
     assert kit_loss.item() == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-6)
-    assert max(float((a - b).abs().max()) for a, b in zip(kit_g, ref_g)) < 1e-5
+    # each gradient to 1e-5 of its own scale: they reach ~570 here, where one fp32 ulp is 6e-5, and the two sides
+    # sum in different orders on some CPUs (3.8e-4 on a gradient of 160, seen on a Xeon); without the switch they
+    # differ by far more than that (test below)
+    for a, b in zip(kit_g, ref_g):
+        assert float((a - b).abs().max()) <= 1e-5 * max(1.0, float(b.abs().max()))
     kit_bn, ref_bn = _bn_state(kit_m), _bn_state(ref_m)
     for k in ref_bn:
         assert torch.allclose(kit_bn[k].float(), ref_bn[k].float(), atol=1e-6), k
@@ -192,7 +196,9 @@ def test_extra_clean_forward_matches_the_official_step(method, epoch, one_thread
 
 
 def test_without_the_switch_batchnorm_statistics_differ_from_the_official_step():
-    kit_m, ref_m, kit_loss, ref_loss, _, _ = _step_vs_reference("taet", 40, extra=False)
+    kit_m, ref_m, kit_loss, ref_loss, kit_g, ref_g = _step_vs_reference("taet", 40, extra=False)
+    # the tolerance the test above allows is far below what the switch changes (seen: 280 on a gradient of 170)
+    assert any(float((a - b).abs().max()) > 1e-2 * max(1.0, float(b.abs().max())) for a, b in zip(kit_g, ref_g))
     kit_bn, ref_bn = _bn_state(kit_m), _bn_state(ref_m)
     assert int(kit_bn["inner.net.bn1.num_batches_tracked"]) == int(ref_bn["inner.net.bn1.num_batches_tracked"]) - 1
     assert not torch.allclose(kit_bn["inner.net.bn1.running_mean"], ref_bn["inner.net.bn1.running_mean"])
