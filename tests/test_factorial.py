@@ -191,15 +191,22 @@ def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
     assert res.config.method_args["clean_epochs"] == 1
 
 
+# A synthetic 2 × 2 × 2 grid for the diverged-cell tests: an attack effect of 4 + x (x = −1, 0, 1 by seed), 2 for
+# HEL ×10, 1 for no clean stage and an HEL × stage-1 interaction of 6; the two cells at HEL ×10 with no clean
+# stage are the ones that diverge.
+SEED_OFFSETS = (-1.0, 0.0, 1.0)
+DEAD_LEVELS = (("TAET's", 10.0, "none"), ("AT-BSL's", 10.0, "none"))
+
+
+def _grid_value(levels, x):
+    A, H, S = levels[0] == "AT-BSL's", levels[1] == 10.0, levels[2] == "none"
+    return 60 + A * (4 + x) + 2 * H + S + 6 * H * S
+
+
 def test_main_effects_with_diverged_cells_average_over_the_settings_that_trained():
-    # value = 60 + 4·A·(1 + e_s) ... with e = (−1, 0, 1) on the attack effect, 2·H, 1·S and an H×S interaction of 6;
-    # the two cells at HEL ×10 with no clean stage diverged (no value)
-    e = [-1.0, 0.0, 1.0]
-    table = {}
-    for a, h, st in itertools.product(("TAET's", "AT-BSL's"), (1.0, 10.0), ("clean", "none")):
-        A, H, S = a == "AT-BSL's", h == 10.0, st == "none"
-        table[(a, h, st)] = [60 + A * (4 + x) + 2 * H + S + 6 * H * S for x in e]
-    dead = {("TAET's", 10.0, "none"), ("AT-BSL's", 10.0, "none")}
+    table = {lv: [_grid_value(lv, x) for x in SEED_OFFSETS]
+             for lv in itertools.product(("TAET's", "AT-BSL's"), (1.0, 10.0), ("clean", "none"))}
+    dead = set(DEAD_LEVELS)
     alive = {k: v for k, v in table.items() if k not in dead}
     assert factorial.settings_kept(dead) == {"attack": 3, "hel_scale": 2, "stage1": 2}
     eff = factorial.main_effects(alive, diverged=dead)
@@ -255,14 +262,11 @@ def test_the_remaining_gap_compares_atbsl_with_the_taet_cells_nearest_its_levels
 def test_a_partial_grid_gives_main_effects_once_the_taet_cells_have_settled():
     # the eight TAET cells as in the diverged test above (two diverged), AT-BSL's own run in, its two single changes
     # not yet: the main effects come from the TAET cells alone, and the reading reads them
-    e = [-1.0, 0.0, 1.0]
     labels = {c.levels: c.label for c in factorial.cells("fashion") if c.levels}
-    dead = [labels[("TAET's", 10.0, "none")], labels[("AT-BSL's", 10.0, "none")]]
+    dead = [labels[lv] for lv in DEAD_LEVELS]
     vals = {"AT-BSL": {0: 75.0, 1: 76.0, 2: 77.0}}
-    for (a, h, st), lbl in labels.items():
-        A, H, S = a == "AT-BSL's", h == 10.0, st == "none"
-        if lbl not in dead:
-            vals[lbl] = {s: 60 + A * (4 + x) + 2 * H + S + 6 * H * S for s, x in enumerate(e)}
+    vals.update({lbl: {s: _grid_value(lv, x) for s, x in enumerate(SEED_OFFSETS)}
+                 for lv, lbl in labels.items() if lv not in DEAD_LEVELS})
     eff = factorial.simple_effects(vals, "fashion", diverged=dead)
     att = eff["main effect: training attack (TAET's → AT-BSL's) (over the 3 of 4 settings of the other factors that "
               "trained)"]
