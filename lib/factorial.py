@@ -4,9 +4,13 @@ TAET differs from AT-BSL in (a) its training attack (official ε 0.031, step 0.0
 AT-BSL's 8/255, 2/255), (b) its loss scale (HEL with α = β = γ = 0.1 is about a tenth of a CE-sized gradient) and (c)
 its clean first stage. The grid is 2 × 2 × 2 over TAET (attack {TAET's, AT-BSL's} × `hel_scale` {1, 10} × stage 1
 {the profile's clean epochs, none}) plus AT-BSL, AT-BSL with TAET's attack (the official TAET repository's AT-BSL
-baseline) and AT-BSL with TAET's clean stage, every cell over the same seeds. A factor's main effect is, per seed,
-the mean of its four paired differences (level "AT-BSL-like" minus level "TAET", the other two factors held), then
-summarised over seeds with `lib.stats` (paired: same seed = same data, initialisation and batch order). A cell whose
+baseline) and AT-BSL with TAET's clean stage, every cell over the same seeds. One more AT-BSL cell, with both TAET's
+attack and its clean stage, differs from TAET's own setting (and from the HEL ×10 cell beside it) in the stage-2 loss
+alone: HEL against AT-BSL's balanced-softmax CE, both on the same CE-driven PGD examples. It measures the loss
+directly, where the TAET cell with all three factors at AT-BSL's levels cannot (it diverges on `fashion`).
+A factor's main effect is, per seed, the mean of its four paired differences (level "AT-BSL-like" minus level
+"TAET", the other two factors held), then summarised over seeds with `lib.stats` (paired: same seed = same data,
+initialisation and batch order). A cell whose
 training diverged (NaN/inf loss) has no value: its factors' effects average over the settings where both levels
 trained, and say so.
 """
@@ -49,10 +53,12 @@ class Cell:
     method: str
     method_args: dict[str, Any]
     levels: tuple | None = None  # (attack, hel_scale, stage1) for the 2 × 2 × 2 TAET cells, else None
+    role: str = "grid"  # AT-BSL's cells: "atbsl" (itself), "single" (one of TAET's factors), "loss" (TAET's setting)
 
 
 def cells(profile: str) -> list[Cell]:
-    """The 8 TAET cells (TAET's own setting first) and the three AT-BSL cells, with their method arguments."""
+    """The 8 TAET cells (TAET's own setting first), then AT-BSL, its two single changes and the loss cell (AT-BSL
+    with TAET's attack and clean stage), with their method arguments."""
     atbsl_attack, taet_attack, ce = attack_args("atbsl", profile), attack_args("taet", profile), clean_epochs(profile)
     out = []
     for attack, hel, stage in itertools.product(*[(lo, hi) for _, lo, hi in FACTORS]):
@@ -63,9 +69,28 @@ def cells(profile: str) -> list[Cell]:
             args["hel_scale"] = hel
         label = f"TAET · {attack} attack · HEL ×{hel:g} · stage 1 {f'{ce} clean' if stage == 'clean' else 'none'}"
         out.append(Cell(label, "taet", args, (attack, hel, stage)))
-    out += [Cell("AT-BSL", "atbsl", {}),
-            Cell("AT-BSL · TAET's attack", "atbsl", dict(taet_attack)),
-            Cell(f"AT-BSL · stage 1 {ce} clean", "atbsl", {"clean_epochs": ce})]
+    out += [Cell("AT-BSL", "atbsl", {}, role="atbsl"),
+            Cell("AT-BSL · TAET's attack", "atbsl", dict(taet_attack), role="single"),
+            Cell(f"AT-BSL · stage 1 {ce} clean", "atbsl", {"clean_epochs": ce}, role="single"),
+            Cell(f"AT-BSL · TAET's attack · stage 1 {ce} clean", "atbsl", {**taet_attack, "clean_epochs": ce},
+                 role="loss")]
+    return out
+
+
+LOSS = "loss effect"
+
+
+def loss_pairs(cs: list[Cell]) -> list[tuple[str, str, str]]:
+    """(row name, minuend label, subtrahend label) for the loss: the loss cell (AT-BSL with TAET's attack and clean
+    stage) minus each TAET cell at TAET's attack and clean stage, HEL ×1 (TAET's own setting) and HEL ×10 (HEL at
+    about CE's scale): the same attack, clean stage and CE-driven PGD examples, only the stage-2 loss swapped."""
+    loss = next(c for c in cs if c.role == "loss")
+    by_levels = {c.levels: c for c in cs if c.levels is not None}
+    out = []
+    for hel in (FACTORS[1][1], FACTORS[1][2]):
+        ref = by_levels[(FACTORS[0][1], hel, FACTORS[2][1])]
+        out.append((f"{LOSS} (HEL ×{hel:g} → balanced-softmax CE): {loss.label} − {ref.label}", loss.label,
+                    ref.label))
     return out
 
 
@@ -117,9 +142,10 @@ def main_effects(table: dict[tuple, list[float]], confidence: float = 0.95, dive
 
 def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[str, Summary]:
     """Every effect on one metric from {cell label: [value per seed]}: the AT-BSL − TAET gap, the three main
-    effects, and AT-BSL's two single changes (each minus AT-BSL). `diverged`: labels of cells whose training
-    diverged (no values): effects that need them are left out, and a main effect over fewer than the 4 settings of
-    the other factors says so in its name."""
+    effects, AT-BSL's two single changes (each minus AT-BSL), the loss effects (`loss_pairs`) and the gap left at
+    the TAET cells nearest AT-BSL's levels. `diverged`: labels of cells whose training diverged (no values): effects
+    that need them are left out, and a main effect over fewer than the 4 settings of the other factors says so in
+    its name."""
     cs, dead = cells(profile), set(diverged)
     table = {c.levels: values[c.label] for c in cs if c.levels is not None and c.label not in dead}
     dead_levels = {c.levels for c in cs if c.levels is not None and c.label in dead}
@@ -127,9 +153,12 @@ def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[s
     if not {"AT-BSL", cs[0].label} & dead:
         out["gap: AT-BSL − TAET"] = paired_difference(values["AT-BSL"], values[cs[0].label])
     out.update(_main_effect_rows(table, dead_levels))
-    for c in cs[-2:]:
-        if not {c.label, "AT-BSL"} & dead:
+    for c in cs:
+        if c.role == "single" and not {c.label, "AT-BSL"} & dead:
             out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
+    for name, a, b in loss_pairs(cs):
+        if not {a, b} & dead:
+            out[name] = paired_difference(values[a], values[b])
     if "AT-BSL" not in dead:
         for c in nearest_atbsl(profile, dead):
             out[f"{REMAINING} ({atbsl_like(c)} of 3 factors at AT-BSL's levels): AT-BSL − {c.label}"] = \
@@ -182,9 +211,9 @@ def nearest_atbsl(profile: str, diverged=()) -> list[Cell]:
 def simple_effects(values: dict[str, dict[int, float]], profile: str, diverged=()) -> dict[str, Summary]:
     """The effects a partial grid can already give, each paired over the seeds its two cells share: the AT-BSL − TAET
     gap, each TAET cell that changes one factor from TAET's own setting minus that setting ("simple effect": the
-    factor's effect there, interactions not separated), AT-BSL's two single changes minus AT-BSL, and, once the
-    2 × 2 × 2 TAET grid has settled (`settled_main_effects`; `diverged`: labels of cells whose training diverged),
-    the three main effects, which `reading` then reads instead of the simple effects.
+    factor's effect there, interactions not separated), AT-BSL's two single changes minus AT-BSL, the loss effects
+    (`loss_pairs`), and, once the 2 × 2 × 2 TAET grid has settled (`settled_main_effects`; `diverged`: labels of
+    cells whose training diverged), the three main effects, which `reading` then reads instead of the simple effects.
     `values`: {cell label: {seed: value}}; effects with no shared seed are left out."""
     cs = cells(profile)
     base = cs[0]
@@ -201,7 +230,8 @@ def simple_effects(values: dict[str, dict[int, float]], profile: str, diverged=(
     pairs = [("gap: AT-BSL − TAET", "AT-BSL", base.label)]
     pairs += [(f"simple effect: {FACTOR_TEXT[FACTORS[i][0]]}", one_factor[i].label, base.label)
               for i in sorted(one_factor)]  # in FACTORS' order: attack, HEL scale, stage 1
-    pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs[-2:]]
+    pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs if c.role == "single"]
+    pairs += loss_pairs(cs)
     out = {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
     out.update(settled_main_effects(values, profile, diverged))
     # the gap left once some factors sit at AT-BSL's levels: the run cells (two seeds or more shared with AT-BSL)
@@ -274,6 +304,9 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
     left = {k: s for k, s in pgd.items() if k.startswith(REMAINING)}
     if left:
         text += " " + _remaining_reading(left, gap, full)
+    loss = {k: s for k, s in pgd.items() if k.startswith(LOSS)}
+    if loss:
+        text += " " + _loss_reading(loss, gap)
     if not full:
         text += (" These are simple effects (one factor changed from TAET's own setting), not main effects: the"
                  " 2 × 2 × 2 grid is not complete, so interactions are not separated.")
@@ -309,4 +342,31 @@ def _remaining_reading(left: dict[str, Summary], gap: Summary, full: bool = True
                  f"{'the cell' if len(left) == 1 else 'each cell'} still differs in, {rest}.")
     else:
         text += " Not every such difference excludes 0: the factors may close the gap there (a tie is not a proof)."
+    return text
+
+
+def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
+    """What swapping HEL for balanced-softmax CE does with TAET's attack and clean stage held (`loss_pairs`): each
+    difference with its share of the gap, and whether its interval excludes 0 the way of the gap."""
+    parts, toward, against = [], [], []
+    for key, s in rows.items():
+        hel = key.split("(", 1)[1].split(" →", 1)[0]  # "HEL ×1"
+        share = f", {100 * s.mean / gap.mean:.0f}% of the gap" if gap.mean and s.n > 1 else ""
+        parts.append(f"from {hel}: {cell(s)}{share}")
+        if s.n > 1 and (s.low > 0 if gap.mean >= 0 else s.high < 0):
+            toward.append(hel)
+        elif s.n > 1 and (s.high < 0 if gap.mean >= 0 else s.low > 0):
+            against.append(hel)
+    text = ("The loss alone (AT-BSL trained with TAET's attack and clean stage, minus the TAET cell with that attack"
+            " and stage; balanced PGD-20, points): " + "; ".join(parts) + ".")
+    if toward:
+        text += (f" Swapping {' and '.join(toward)} for balanced-softmax CE moves robustness the way of the gap,"
+                 " interval excluding 0: with TAET's attack and clean stage held, the loss explains that share of it.")
+    if against:
+        text += f" Swapping {' and '.join(against)} works against the gap (interval excluding 0)."
+    rest = [k for k in rows if k.split("(", 1)[1].split(" →", 1)[0] not in toward + against]
+    if rest and not toward and not against:
+        text += " No interval excludes 0: the loss is not shown to explain the gap (a tie is not a proof)."
+    elif rest:
+        text += " The other comparison's interval includes 0."
     return text

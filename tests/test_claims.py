@@ -188,7 +188,7 @@ def test_a_partial_check_reports_missing_claims_as_not_run_and_trains_nothing(tm
     assert int(together[1]) == n_runs and float(together[2]) == pytest.approx(minutes / 60, abs=0.05 + len(body) / 120)
     assert "**Not run yet**" in res["reading"] and "python -m lib claims --profile smoke --train" in res["reading"]
     assert res["factorial_note"].startswith("The factorial is not run yet")  # and what its runs so far can say:
-    assert "partial (2 of 11 cells run" in res["factorial_md"] and "| gap: AT-BSL − TAET | -10.0 ± 0.0" in \
+    assert "partial (2 of 12 cells run" in res["factorial_md"] and "| gap: AT-BSL − TAET | -10.0 ± 0.0" in \
         res["factorial_md"]
     assert "No factor is measured yet" in res["factorial_reading"]
     assert "| not run " in (out / "tables" / "claims.md").read_text()
@@ -212,8 +212,8 @@ def test_the_report_is_one_section_and_rewrites_only_the_readme_between_its_mark
     row = next(x for x in md.splitlines() if x.startswith("| Table 1: TAET's balanced PGD-20 robustness is above AT-B"))
     assert "+10.5 ± 0.7, 95% CI [+4.1, +16.9]" in row and row.rstrip(" |").endswith("supported")
     assert "| Table 1: TAET's balanced PGD-20 robustness is above AT's" not in md
-    assert "**Not run yet** (" in md and "Not run yet: 9 of the factorial's 11 cells" in md
-    assert "partial (2 of 11 cells run" in md
+    assert "**Not run yet** (" in md and "Not run yet: 10 of the factorial's 12 cells" in md
+    assert "partial (2 of 12 cells run" in md
 
     readme = tmp_path / "README.md"
     readme.write_text("# Kit\nbefore `<!-- claims-results:start -->` quoted\n<!-- claims-results:start -->\n"

@@ -81,15 +81,21 @@ def test_attack_helper_gives_atbsls_attack_scaled_by_the_profile():
     assert factorial.attack_args("atbsl", "demo")["eps"] == pytest.approx(4 * EPS_8)  # the demo's attack_scale
 
 
-def test_the_grid_has_eight_taet_cells_and_three_atbsl_cells():
+def test_the_grid_has_eight_taet_cells_and_four_atbsl_cells():
     cs = factorial.cells("fashion")
-    assert len(cs) == 11 and [c.method for c in cs] == ["taet"] * 8 + ["atbsl"] * 3
+    assert len(cs) == 12 and [c.method for c in cs] == ["taet"] * 8 + ["atbsl"] * 4
     assert cs[0].levels == ("TAET's", 1.0, "clean") and cs[0].method_args == {"ce_epochs": 8}
     last = cs[7]
     assert last.levels == ("AT-BSL's", 10.0, "none")
     assert last.method_args == {"ce_epochs": 0, "hel_scale": 10.0, **factorial.attack_args("atbsl", "fashion")}
-    assert cs[-1].method_args == {"clean_epochs": 8}
-    assert cs[-2].method_args == factorial.attack_args("taet", "fashion")
+    assert [c.role for c in cs[8:]] == ["atbsl", "single", "single", "loss"] and cs[8].method_args == {}
+    assert cs[9].method_args == factorial.attack_args("taet", "fashion")
+    assert cs[10].method_args == {"clean_epochs": 8}
+    # the loss cell: AT-BSL with TAET's attack and clean stage, so only the stage-2 loss differs from TAET's setting
+    assert cs[11].method_args == {**factorial.attack_args("taet", "fashion"), "clean_epochs": 8}
+    assert [(a, b) for _, a, b in factorial.loss_pairs(cs)] == [(cs[11].label, cs[0].label),
+                                                                 (cs[11].label, cs[2].label)]
+    assert cs[2].levels == ("TAET's", 10.0, "clean")
 
 
 def _table(attack_fx, hel_fx, stage_fx, base=(50.0, 52.0, 49.0)):
@@ -118,7 +124,8 @@ def test_main_effects_from_a_hand_made_table():
 def _values(profile, attack_fx, hel_fx, atbsl):
     tab = _table(attack_fx, hel_fx, [0.2, -0.3, 0.1])
     vals = {c.label: tab[c.levels] for c in factorial.cells(profile) if c.levels}
-    vals.update({"AT-BSL": atbsl, "AT-BSL · TAET's attack": [50.0, 52.0, 49.0], "AT-BSL · stage 1 8 clean": atbsl})
+    vals.update({"AT-BSL": atbsl, "AT-BSL · TAET's attack": [50.0, 52.0, 49.0], "AT-BSL · stage 1 8 clean": atbsl,
+                 "AT-BSL · TAET's attack · stage 1 8 clean": [50.5, 52.0, 49.5]})
     return vals
 
 
@@ -223,7 +230,7 @@ def test_main_effects_with_diverged_cells_average_over_the_settings_that_trained
     labels = {c.levels: c.label for c in factorial.cells("fashion") if c.levels}
     vals = {labels[k]: v for k, v in alive.items()}
     vals.update({"AT-BSL": [70.0] * 3, "AT-BSL · TAET's attack": [70.0] * 3,
-                 "AT-BSL · stage 1 8 clean": [69.0] * 3})
+                 "AT-BSL · stage 1 8 clean": [69.0] * 3, "AT-BSL · TAET's attack · stage 1 8 clean": [69.0] * 3})
     out = factorial.effects(vals, "fashion", diverged=[labels[k] for k in dead])
     assert "main effect: HEL scale (×1 → ×10) (over the 2 of 4 settings of the other factors that trained)" in out
     assert out["gap: AT-BSL − TAET"].mean == pytest.approx(10.0)
@@ -237,7 +244,7 @@ def test_the_remaining_gap_compares_atbsl_with_the_taet_cells_nearest_its_levels
     # every TAET cell at 60 + 1 per AT-BSL-like factor (seed offsets 0, 1, −1); AT-BSL at 70, 72, 68
     vals = {c.label: [60.0 + factorial.atbsl_like(c) + x for x in (0.0, 1.0, -1.0)] for c in cs if c.levels}
     vals.update({"AT-BSL": [70.0, 72.0, 68.0], "AT-BSL · TAET's attack": [70.0] * 3,
-                 "AT-BSL · stage 1 8 clean": [70.0] * 3})
+                 "AT-BSL · stage 1 8 clean": [70.0] * 3, "AT-BSL · TAET's attack · stage 1 8 clean": [70.0] * 3})
     eff = factorial.effects(vals, "fashion")
     left = {k: s for k, s in eff.items() if k.startswith("remaining gap")}
     assert list(left) == [f"remaining gap (3 of 3 factors at AT-BSL's levels): AT-BSL − {all_three}"]
@@ -285,3 +292,37 @@ def test_a_partial_grid_gives_main_effects_once_the_taet_cells_have_settled():
     assert not any(k.startswith("main effect") for k in eff2) and "not main effects" in factorial.reading(eff2)
     # without the diverged labels the grid is not settled either (two cells simply missing)
     assert not any(k.startswith("main effect") for k in factorial.simple_effects(vals, "fashion"))
+
+
+def test_the_loss_cell_swaps_only_the_loss_at_taets_attack_and_clean_stage():
+    cs = factorial.cells("fashion")
+    loss = cs[11].label
+    # TAET cells at 60 + 1 per AT-BSL-like factor (seed offsets 0, 1, −1); AT-BSL at 70, 72, 68 (gap 10, 11, 9)
+    vals = {c.label: [60.0 + factorial.atbsl_like(c) + x for x in (0.0, 1.0, -1.0)] for c in cs if c.levels}
+    vals.update({"AT-BSL": [70.0, 72.0, 68.0], "AT-BSL · TAET's attack": [70.0] * 3,
+                 "AT-BSL · stage 1 8 clean": [70.0] * 3, loss: [68.0, 70.0, 66.0]})
+    eff = factorial.effects(vals, "fashion")
+    rows = {k: s for k, s in eff.items() if k.startswith("loss effect")}
+    assert list(rows) == [f"loss effect (HEL ×1 → balanced-softmax CE): {loss} − {cs[0].label}",
+                          f"loss effect (HEL ×10 → balanced-softmax CE): {loss} − {cs[2].label}"]
+    one, ten = rows.values()
+    assert (one.mean, one.std, one.n) == (pytest.approx(8.0), pytest.approx(1.0), 3)  # 8, 9, 7
+    assert one.low == pytest.approx(8 - 4.302653 / math.sqrt(3), abs=1e-5)
+    assert (ten.mean, ten.std) == (pytest.approx(7.0), pytest.approx(1.0))  # against HEL ×10 (61, 62, 60)
+    text = factorial.reading(eff)
+    assert "The loss alone (AT-BSL trained with TAET's attack and clean stage" in text
+    assert "from HEL ×1: 8.0 ± 1.0 [5.5, 10.5], 80% of the gap" in text and "from HEL ×10: 7.0 ± 1.0" in text
+    assert "Swapping HEL ×1 and HEL ×10 for balanced-softmax CE moves robustness the way of the gap" in text
+    # a loss cell level with TAET's setting: a tie, said as one
+    vals[loss] = [60.5, 60.0, 59.5]
+    text = factorial.reading(factorial.effects(vals, "fashion"))
+    assert "No interval excludes 0: the loss is not shown to explain the gap" in text and "Swapping" not in text
+    # a partial grid: the loss rows come from the seeds each pair shares, before the rest has run
+    part = {"AT-BSL": {0: 70.0, 1: 72.0}, cs[0].label: {0: 60.0, 1: 61.0}, loss: {0: 68.0, 1: 70.0, 2: 66.0}}
+    simple = factorial.simple_effects(part, "fashion")
+    row = simple[f"loss effect (HEL ×1 → balanced-softmax CE): {loss} − {cs[0].label}"]
+    assert (row.mean, row.n) == (pytest.approx(8.5), 2)
+    assert not any(k.startswith("loss effect (HEL ×10") for k in simple)  # its TAET cell has not run
+    # the loss cell diverged: no loss rows, and effects() still gives the rest
+    assert not any(k.startswith("loss effect") for k in factorial.effects(
+        {k: v for k, v in vals.items() if k != loss}, "fashion", diverged=[loss]))

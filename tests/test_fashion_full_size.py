@@ -27,14 +27,14 @@ def test_the_spec_is_every_claims_run_at_the_whole_set_core_methods_first(tmp_pa
     cfgs = sweep.expand(sp)
     assert all(c.data.max_train is None and c.data.dataset == "fashion_mnist" for c in cfgs)
     assert [c.method for c in cfgs[:12]] == [m for m in ("ce", "taet", "atbsl", "at") for _ in range(3)]
-    # then the factorial's cells that are not core runs (7 TAET cells, 2 AT-BSL ones, 3 seeds), before any other run
+    # then the factorial's cells that are not core runs (7 TAET cells, 3 AT-BSL ones, 3 seeds), before any other run
     def whole(cs):
         return {runs.run_dir(override(c, {"data.max_train": None})).name for c in cs}
 
     cells = claims.run_configs("fashion", [c.label for c in factorial.cells("fashion")], [0, 1, 2],
                                out_dir=str(tmp_path / "out"))
     new = whole(cells.values()) - whole(cfgs[:12])
-    assert len(new) == 27 and whole(cfgs[12:12 + len(new)]) == new
+    assert len(new) == 30 and whole(cfgs[12:12 + len(new)]) == new
     names = {runs.run_dir(c).name for c in cfgs}
     # every claims run (factorial and switches included), as the profile trains it once its cap is lifted
     for (lbl, s), c in claims.run_configs("fashion", list(claims.claim_runs("fashion", switch_cells=True)),
