@@ -275,8 +275,11 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
             f"{', 1 seed, no interval' if n < 2 else ''}).")
     if n < 2:
         return head + " With one seed no factor can be named: every effect is inconclusive."
+    loss = {k: s for k, s in pgd.items() if k.startswith(LOSS)}
+    loss_text = " " + _loss_reading(loss, gap) if loss else ""
     if not mains:
-        return head + " No factor is measured yet: no cell that changes one factor from TAET's own setting has run."
+        return head + (" No factor is measured yet: no cell that changes one factor from TAET's own setting has"
+                       " run.") + loss_text
     sign = 1 if gap.mean >= 0 else -1
     ns = (lambda s: "") if full else (lambda s: f", n = {s.n}")
     found = sorted(((s.mean, k) for k, s in mains.items()
@@ -304,9 +307,7 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
     left = {k: s for k, s in pgd.items() if k.startswith(REMAINING)}
     if left:
         text += " " + _remaining_reading(left, gap, full)
-    loss = {k: s for k, s in pgd.items() if k.startswith(LOSS)}
-    if loss:
-        text += " " + _loss_reading(loss, gap)
+    text += loss_text
     if not full:
         text += (" These are simple effects (one factor changed from TAET's own setting), not main effects: the"
                  " 2 × 2 × 2 grid is not complete, so interactions are not separated.")
@@ -352,7 +353,7 @@ def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
     for key, s in rows.items():
         hel = key.split("(", 1)[1].split(" →", 1)[0]  # "HEL ×1"
         share = f", {100 * s.mean / gap.mean:.0f}% of the gap" if gap.mean and s.n > 1 else ""
-        parts.append(f"from {hel}: {cell(s)}{share}")
+        parts.append(f"from {hel}: {cell(s)}{share}{f', n = {s.n}' if s.n != gap.n else ''}")
         if s.n > 1 and (s.low > 0 if gap.mean >= 0 else s.high < 0):
             toward.append(hel)
         elif s.n > 1 and (s.high < 0 if gap.mean >= 0 else s.low > 0):

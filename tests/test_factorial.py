@@ -323,6 +323,12 @@ def test_the_loss_cell_swaps_only_the_loss_at_taets_attack_and_clean_stage():
     row = simple[f"loss effect (HEL ×1 → balanced-softmax CE): {loss} − {cs[0].label}"]
     assert (row.mean, row.n) == (pytest.approx(8.5), 2)
     assert not any(k.startswith("loss effect (HEL ×10") for k in simple)  # its TAET cell has not run
+    text = factorial.reading(simple)  # read even before any factor is: gap 10, 11 (10.5), both over seeds 0 and 1
+    assert "No factor is measured yet" in text and "from HEL ×1: 8.5 ± 0.7 [2.1, 14.9], 81% of the gap." in text
+    # the gap over 3 seeds (10, 11, 10), the loss row over the 2 its cells share: its n is said
+    part = {"AT-BSL": {0: 70.0, 1: 72.0, 2: 69.0}, cs[0].label: {0: 60.0, 1: 61.0, 2: 59.0}, loss: {0: 68.0, 1: 70.0}}
+    assert "from HEL ×1: 8.5 ± 0.7 [2.1, 14.9], 82% of the gap, n = 2." in factorial.reading(
+        factorial.simple_effects(part, "fashion"))
     # the loss cell diverged: no loss rows, and effects() still gives the rest
     assert not any(k.startswith("loss effect") for k in factorial.effects(
         {k: v for k, v in vals.items() if k != loss}, "fashion", diverged=[loss]))
