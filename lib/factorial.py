@@ -349,7 +349,7 @@ def _remaining_reading(left: dict[str, Summary], gap: Summary, full: bool = True
 def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
     """What swapping HEL for balanced-softmax CE does with TAET's attack and clean stage held (`loss_pairs`): each
     difference with its share of the gap, and whether its interval excludes 0 the way of the gap."""
-    parts, toward, against = [], [], []
+    parts, toward, against, rest = [], [], [], []
     for key, s in rows.items():
         hel = key.split("(", 1)[1].split(" →", 1)[0]  # "HEL ×1"
         share = f", {100 * s.mean / gap.mean:.0f}% of the gap" if gap.mean and s.n > 1 else ""
@@ -358,6 +358,8 @@ def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
             toward.append(hel)
         elif s.n > 1 and (s.high < 0 if gap.mean >= 0 else s.low > 0):
             against.append(hel)
+        else:
+            rest.append(hel)
     text = ("The loss alone (AT-BSL trained with TAET's attack and clean stage, minus the TAET cell with that attack"
             " and stage; balanced PGD-20, points): " + "; ".join(parts) + ".")
     if toward:
@@ -365,7 +367,6 @@ def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
                  " interval excluding 0: with TAET's attack and clean stage held, the loss explains that share of it.")
     if against:
         text += f" Swapping {' and '.join(against)} works against the gap (interval excluding 0)."
-    rest = [k for k in rows if k.split("(", 1)[1].split(" →", 1)[0] not in toward + against]
     if rest and not toward and not against:
         text += " No interval excludes 0: the loss is not shown to explain the gap (a tie is not a proof)."
     elif rest:
