@@ -12,7 +12,7 @@ weights) are exported to results/fashion/, where they sit beside the 12,000-imag
 Interrupting loses at most the epoch in progress: rerunning resumes. The profile switches to the whole set once
 every run is in.
 
-    python benchmarks/fashion_full_size.py --dry-run          # the runs, and how many are done
+    python benchmarks/fashion_full_size.py --dry-run          # how many are done; each run left and what it is for
     python benchmarks/fashion_full_size.py --export-only      # export what finished while another process trains
     python benchmarks/fashion_full_size.py --report           # the claims check on the whole-set runs exported so far
     python benchmarks/fashion_full_size.py                    # CPU: one 1-thread worker per core
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,22 @@ def whole_set_profile(max_train: int | None = None):
         yield
     finally:
         data["max_train"] = saved
+
+
+def run_labels() -> dict[str, list[str]]:
+    """{run folder name: the labels it trains for} (a run can serve several: TAET's own run is also Fig. 7's 8-clean-
+    epoch cell), for `--dry-run` to say what each remaining run is for."""
+    from lib.experiments import run_config
+
+    seeds = profile_seeds(PROFILE)
+    with whole_set_profile():
+        cfgs = claims.run_configs(PROFILE, list(claims.claim_runs(PROFILE, switch_cells=True)), seeds)
+        cfgs.update({(lbl, s): run_config(PROFILE, m, train={"seed": s}, **over)
+                     for lbl, (m, over) in FIG6B_EXTRA.items() for s in seeds})
+    out: dict[str, list[str]] = {}
+    for (lbl, _), cfg in cfgs.items():
+        out.setdefault(runs.run_dir(cfg).name, []).append(lbl)
+    return out
 
 
 def _no_run_cache(out_dir: str) -> None:
@@ -139,7 +156,8 @@ def main(argv=None) -> int:
                     help="runs at once (default: lib.sweep's, one 1-thread process per core on a CPU)")
     ap.add_argument("--out-dir", default="outputs", help="outputs folder holding runs/ (default: outputs)")
     ap.add_argument("--results-dir", default=str(ROOT / "results"), help="evidence folder (default: results)")
-    ap.add_argument("--dry-run", action="store_true", help="list the runs and what is done, train nothing")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="list the runs left, each with the claims labels it trains for, train nothing")
     ap.add_argument("--export-only", action="store_true",
                     help="export the runs that finished in the cache (while another process trains), train nothing")
     ap.add_argument("--report", action="store_true",
@@ -165,8 +183,13 @@ def main(argv=None) -> int:
         print(scale_comparison(res["gathered"], a.results_dir, a.report_dir))
         return 0
     if a.dry_run:
-        for c in left:
-            print("  ", runs.run_dir(c).name)
+        names = run_labels()
+        try:
+            for c in left:
+                name = runs.run_dir(c).name
+                print(f"   {name}  ({'; '.join(names.get(name, ['?']))})", flush=True)
+        except BrokenPipeError:  # piped into `head`: stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     workers = sweep.default_workers(a.device) if a.workers is None else a.workers
     try:

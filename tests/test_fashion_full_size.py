@@ -46,6 +46,22 @@ def test_the_spec_is_every_claims_run_at_the_whole_set_core_methods_first(tmp_pa
         "fashion", list(claims.claim_runs("fashion", switch_cells=True)), [0]).values()}) + 2)  # + Fig. 6b's two
 
 
+def test_the_dry_run_names_what_each_remaining_run_is_for(tmp_path, capsys):
+    mod = _script()
+    names = mod.run_labels()
+    cfgs = sweep.expand(mod.spec("cpu", str(tmp_path / "out"), str(tmp_path / "results")))
+    assert {runs.run_dir(c).name for c in cfgs} == set(names)  # every run has a label, and nothing else has one
+    taet0 = next(runs.run_dir(c).name for c in cfgs if c.method == "taet" and c.train.seed == 0)
+    assert set(names[taet0]) >= {"taet", "taet 8 clean epochs"}  # one run, several claims
+    extra = next(runs.run_dir(c).name for c in cfgs if c.method == "taet" and c.method_args.get("gamma") == 0.0
+                 and c.method_args.get("beta") != 0.0)
+    assert names[extra] == ["BCL+HDL"]
+    assert mod.main(["--dry-run", "--results-dir", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"{len(cfgs)} to train" in out[0] and len(out) == 1 + len(cfgs)
+    assert out[1].split()[0] == runs.run_dir(cfgs[0]).name and out[1].endswith("(ce)")
+
+
 def test_finished_runs_are_exported_once_and_unfinished_ones_not(tmp_path):
     mod = _script()
     out, res = tmp_path / "out", tmp_path / "results"
