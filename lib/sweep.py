@@ -50,7 +50,7 @@ from .evaluate import check_attacks, evaluate_run, read_eval, result_is_current
 from .experiments import run_config
 from .methods import METHODS, method_arg_names
 from .tables import COLUMN_NAMES, format_table, metric_cells
-from .train import train_run
+from .train import TrainingDiverged, train_run
 
 ALIASES = {
     "ir": "data.imbalance_ratio", "imbalance_ratio": "data.imbalance_ratio", "dataset": "data.dataset",
@@ -372,20 +372,26 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
         return None
 
     done = {rd: found(cfg) for rd, cfg in unique.items()} if not force else {rd: None for rd in unique}
-    todo = [(cfg, _attacks(spec, cfg)) for rd, cfg in unique.items() if done[rd] is None]
+    # a run the committed evidence records as diverged (same config and seed) diverges the same way again: it fails
+    # at once, as `train_run` does for the cache's own record, instead of spending an epoch to find out
+    diverged = {rd: _recorded_divergence(evidence / runs.run_dir(cfg).name, cfg)
+                for rd, cfg in unique.items() if done[rd] is None and evidence is not None and not force}
+    diverged = {rd: e for rd, e in diverged.items() if e is not None}
+    todo = [(cfg, _attacks(spec, cfg)) for rd, cfg in unique.items() if done[rd] is None and rd not in diverged]
     from_evidence = sum(1 for rd, d in done.items() if d is not None and d[1] != Path(rd))
     name = executor if isinstance(executor, str) else type(executor).__name__
-    log(f"[sweep] {len(points)} grid point(s), {len(unique)} run(s): {len(unique) - len(todo)} finished earlier"
-        + (f" ({from_evidence} from the committed evidence in {evidence})" if from_evidence else "")
+    log(f"[sweep] {len(points)} grid point(s), {len(unique)} run(s): {len(unique) - len(todo) - len(diverged)} "
+        "finished earlier" + (f" ({from_evidence} from the committed evidence in {evidence})" if from_evidence else "")
+        + (f", {len(diverged)} diverged earlier (recorded there; force retrains them)" if diverged else "")
         + f", {len(todo)} to run ({name}, {workers} at a time)")
-    failed = {}
+    failed = dict(diverged)
     if todo:
         folder = Path(spec.get("out_dir", "outputs")) / "sweeps" / "submitit"
-        failed = _dispatch(todo, executor, workers, force, folder, dict(spec.get("slurm", {})), log)
+        failed.update(_dispatch(todo, executor, workers, force, folder, dict(spec.get("slurm", {})), log))
     if failed:
         lines = "\n".join(f"  {rd}: {type(e).__name__}: {e}" for rd, e in failed.items())
-        raise SweepError(f"{len(failed)} of {len(todo)} run(s) failed (the others are cached; re-running the "
-                         f"sweep retries only these):\n{lines}")
+        raise SweepError(f"{len(failed)} of {len(todo) + len(diverged)} run(s) failed (the others are cached; "
+                         f"re-running the sweep retries only these):\n{lines}")
     results = []
     for point, cfg in points:
         hit = done[str(runs.run_dir(cfg))] or found(cfg)  # found before dispatch, else look again after it
@@ -396,6 +402,16 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
         results.append({**doc, "run_dir": str(rd), "history": _read_history(rd), "point": point, "config": cfg,
                         "source": "cache" if rd == runs.run_dir(cfg) else "evidence"})
     return results
+
+
+def _recorded_divergence(folder: Path, cfg: RunConfig) -> TrainingDiverged | None:
+    """The divergence `folder` (a committed evidence run folder) records for `cfg`, as the error training would raise;
+    None when it records none for this config."""
+    rec = runs.read_diverged(folder, cfg)
+    if rec is None:
+        return None
+    return TrainingDiverged(f"{rec['message']} (recorded in {folder / runs.DIVERGED_FILE}; pass force to train it "
+                            "again)", rec["epoch"], rec["batch"])
 
 
 def nest(results: list[dict[str, Any]], *axes: str) -> dict:

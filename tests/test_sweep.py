@@ -133,6 +133,26 @@ def test_default_workers_is_one_single_thread_process_per_core_on_a_cpu_and_one_
     assert default_workers("cpu") == 1
 
 
+def test_a_divergence_the_evidence_records_fails_at_once_and_force_retrains_it(tmp_path, capsys):
+    """A run the committed evidence records as diverged (diverged.json of the same config) is reported as failed
+    without training an epoch to find out; a record of another config is ignored; force trains it."""
+    s = spec(tmp_path, grid={"seed": [0, 1]})
+    cfg0, cfg1 = expand(s)
+    evidence = tmp_path / "results" / "smoke"
+    runs.write_diverged(evidence / runs.run_dir(cfg0).name, cfg0, epoch=1, batch=7,
+                        message="loss became NaN/inf at epoch 1, batch 7")
+    runs.write_diverged(evidence / runs.run_dir(cfg1).name, cfg0, epoch=2, batch=1, message="another config's")
+    with pytest.raises(SweepError) as e:
+        run_sweep({**s, "evidence": str(evidence)}, executor="inline")
+    out = capsys.readouterr().out
+    assert "1 diverged earlier" in out and "1 to run" in out
+    assert "1 of 2 run(s) failed" in str(e.value) and "epoch 1, batch 7 (recorded in" in str(e.value)
+    assert not runs.run_dir(cfg0).exists()  # not trained
+    assert (runs.run_dir(cfg1) / "eval.json").exists()  # the other config's record did not stop seed 1
+    got = run_sweep({**s, "evidence": str(evidence)}, executor="inline", force=True, verbose=False)
+    assert [r["source"] for r in got] == ["cache", "cache"] and (runs.run_dir(cfg0) / "eval.json").exists()
+
+
 def test_committed_evidence_stands_in_for_a_run_the_cache_lacks(tmp_path, capsys):
     """A run whose config.json, eval.json and history.csv sit in the spec's "evidence" folder (results/<profile>/,
     no weights) is read from there, not trained; an attack the evidence lacks trains it; --force ignores it."""
