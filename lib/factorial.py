@@ -89,9 +89,13 @@ def loss_pairs(cs: list[Cell]) -> list[tuple[str, str, str]]:
     out = []
     for hel in (FACTORS[1][1], FACTORS[1][2]):
         ref = by_levels[(FACTORS[0][1], hel, FACTORS[2][1])]
-        out.append((f"{LOSS} (HEL ×{hel:g} → balanced-softmax CE): {loss.label} − {ref.label}", loss.label,
-                    ref.label))
+        out.append((f"{_loss_from(hel)}: {loss.label} − {ref.label}", loss.label, ref.label))
     return out
+
+
+def _loss_from(hel: float) -> str:
+    """The start of `loss_pairs`' row name for the TAET cell at HEL ×`hel`."""
+    return f"{LOSS} (HEL ×{hel:g} → balanced-softmax CE)"
 
 
 def _pairs(i: int, diverged=frozenset()) -> list[tuple[tuple, tuple]]:
@@ -350,8 +354,9 @@ def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
     """What swapping HEL for balanced-softmax CE does with TAET's attack and clean stage held (`loss_pairs`): each
     difference with its share of the gap, and whether its interval excludes 0 the way of the gap."""
     parts, toward, against, rest = [], [], [], []
+    labels = {_loss_from(h): f"HEL ×{h:g}" for h in FACTORS[1][1:]}
     for key, s in rows.items():
-        hel = key.split("(", 1)[1].split(" →", 1)[0]  # "HEL ×1"
+        hel = labels[key.split(": ", 1)[0]]
         share = f", {100 * s.mean / gap.mean:.0f}% of the gap" if gap.mean and s.n > 1 else ""
         parts.append(f"from {hel}: {cell(s)}{share}{f', n = {s.n}' if s.n != gap.n else ''}")
         if s.n > 1 and (s.low > 0 if gap.mean >= 0 else s.high < 0):
