@@ -242,7 +242,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     if a.bf16_check:
         res = bf16_check(profile=a.bf16_check_profile, device=a.device, epochs=a.bf16_check_epochs,
-                         seeds=parse_seeds(a.bf16_check_seeds))
+                         seeds=parse_seeds(a.bf16_check_seeds), evidence=not a.bf16_check_no_evidence)
         return 0 if res["passed"] else 1
     models = ([parse_model_spec(m.strip(), a.quick, a.steps) for m in a.models.split(",") if m.strip()]
               if a.models else default_models(a.quick, a.steps))
@@ -410,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile of that run (default: demo; on a GPU with CIFAR-10: paper)")
     b.add_argument("--bf16-check-epochs", type=int, default=None,
                    help="epochs of that run, 40%% of them clean (default: the profile's)")
+    b.add_argument("--bf16-check-no-evidence", action="store_true",
+                   help="that check reads the run cache alone, not results/<profile>/: both precisions trained on "
+                        "this machine")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="train TAET, AT-BSL and AT on digits-LT and print one comparison table",

@@ -187,14 +187,14 @@ PRECISIONS = (("fp32", "off"), ("bf16", "bf16"))
 
 
 def precision_runs(profile: str, variants: dict[str, dict[str, Any]], seeds: list[int], *, device: str,
-                   out_dir: str, workers: int | None) -> dict[str, dict[int, dict[str, Any]]]:
+                   out_dir: str, workers: int | None, evidence: bool = True) -> dict[str, dict[int, dict[str, Any]]]:
     """TAET under `profile` for each variant and seed, trained and evaluated (clean, PGD-20) through the run cache
-    (`lib.seeded.sweep_seeds`): runs already in the cache or in the profile's committed evidence
+    (`lib.seeded.sweep_seeds`): runs already in the cache or (`evidence`) in the profile's committed evidence
     (results/<profile>/) are read, not retrained. Evaluation is fp32 whatever the training precision."""
     from .seeded import sweep_seeds
 
     return sweep_seeds(profile, variants, seeds, method="taet", device=device, out_dir=out_dir, workers=workers,
-                       attacks=("clean", "pgd20"))
+                       attacks=("clean", "pgd20"), evidence="auto" if evidence else None)
 
 
 def _run_summary(doc: dict[str, Any], amp: str) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def bf16_verdict(diff: Summary, tolerance: float) -> str:
 
 def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None = None, seeds=(0, 1, 2),
                tolerance: float = 0.01, verbose: bool = True, out_dir: str = "outputs",
-               workers: int | None = None) -> dict[str, Any]:
+               workers: int | None = None, evidence: bool = True) -> dict[str, Any]:
     """TAET under `profile` trained in fp32 and in bf16 for each seed (same seed: same data, initialisation and
     batch order), each evaluated in fp32. bf16 − fp32 balanced PGD-20 robustness is a paired difference over the
     seeds (`lib.stats.paired_difference`, 95% t-interval); the check passes when that whole interval lies within
@@ -226,7 +226,9 @@ def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None =
 
     Both precisions are ordinary runs of the run cache at the profile's own settings (`epochs` aside: then 40% of
     them clean), trained by `lib.sweep`'s workers: fp32 runs the cache or the profile's committed evidence already
-    holds are read, not retrained, and the bf16 runs stay cached (and exportable, `python -m lib export`)."""
+    holds are read, not retrained, and the bf16 runs stay cached (and exportable, `python -m lib export`).
+    `evidence=False` reads the run cache alone: both precisions trained on this machine (the committed runs may come
+    from a CPU that rounds differently)."""
     seeds = check_seeds(seeds, "bf16 check seeds")
     if len(seeds) < 2:
         raise ConfigError(f"the bf16 check needs at least 2 seeds for an interval, got {seeds}; e.g. 0,1,2")
@@ -238,7 +240,8 @@ def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None =
         common = {"train": {"epochs": epochs}, "method_args": {
             "ce_epochs": max(0, min(cfg.method_args.get("ce_epochs", 0), int(round(epochs * 0.4))))}}
     variants = {name: {**common, "train": {**common["train"], "amp": amp}} for name, amp in PRECISIONS}
-    docs = precision_runs(profile, variants, seeds, device=device, out_dir=out_dir, workers=workers)
+    docs = precision_runs(profile, variants, seeds, device=device, out_dir=out_dir, workers=workers,
+                          evidence=evidence)
     log = print if verbose else (lambda *a, **k: None)
     n_epochs = epochs if epochs is not None else cfg.train.epochs
     runs_: dict[str, dict[int, dict[str, Any]]] = {name: {} for name, _ in PRECISIONS}

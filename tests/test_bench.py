@@ -275,6 +275,29 @@ def test_bf16_check_trains_through_the_run_cache_and_reuses_it(tmp_path, monkeyp
     assert again["pgd20_balanced_diff"] == out["pgd20_balanced_diff"]
 
 
+def test_bf16_check_can_read_the_run_cache_alone(monkeypatch):
+    """By default committed evidence stands in for fp32 runs; --bf16-check-no-evidence (evidence=False) reads the
+    run cache alone, so both precisions are trained on this machine."""
+    import lib.checks as checks
+    import lib.seeded as seeded
+    from lib.__main__ import main
+
+    asked = []
+
+    def fake_sweep(profile, variants, seeds, **kw):
+        asked.append(kw["evidence"])
+        return {name: {s: {"results": {"clean": {"balanced": 0.9}, "pgd20": {"balanced": 0.5 + 0.01 * s}},
+                           "history": []} for s in seeds} for name in variants}
+
+    monkeypatch.setattr(seeded, "sweep_seeds", fake_sweep)
+    checks.bf16_check("smoke", device="cpu", seeds=[0, 1], verbose=False)
+    checks.bf16_check("smoke", device="cpu", seeds=[0, 1], verbose=False, evidence=False)
+    assert asked == ["auto", None]
+    assert main(["bench", "--bf16-check", "--bf16-check-profile", "smoke", "--bf16-check-seeds", "0,1",
+                 "--bf16-check-no-evidence", "--device", "cpu"]) == 0  # bf16 = fp32 here: equivalent, passes
+    assert asked[-1] is None
+
+
 def test_bf16_check_needs_two_distinct_seeds_before_training(monkeypatch):
     import lib.checks as checks
     from lib.__main__ import parse_seeds
