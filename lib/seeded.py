@@ -239,7 +239,9 @@ def hel_grid_table_seeds(grid: Docs, weights: list[list[float]], attack: str = "
 
 def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[list[str], list[list[str]]]:
     """Tables of the same shape, one per seed, as one: a numeric cell that differs across seeds becomes
-    `mean ± std [low, high]` (same decimals as the input); equal cells and text are kept. One table: unchanged."""
+    `mean ± std [low, high]` (same decimals as the input); so does a measured value (one with decimals) that is
+    equal at every seed, as `x ± 0.0 [x, x]`, so that it does not read as a single-seed number. Text and whole
+    numbers equal across seeds (class names, train counts, epochs) are kept. One table: unchanged."""
     if not tables:
         raise ConfigError("no tables to combine")
     header, rows = tables[0]
@@ -250,7 +252,7 @@ def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[lis
         new = []
         for j, c in enumerate(row):
             cells = [t[1][i][j] for t in tables]
-            if len(set(cells)) == 1:
+            if len(set(cells)) == 1 and not _measured(c):
                 new.append(c)
                 continue
             try:
@@ -264,6 +266,14 @@ def combine_tables(tables: list[tuple[list[str], list[list[str]]]]) -> tuple[lis
             new.append(summarize(vals).format(digits))
         out.append(new)
     return header, out
+
+
+def _measured(cell: str) -> bool:
+    """A finite number written with decimals: a measurement, not a count or a setting."""
+    try:
+        return "." in cell and math.isfinite(float(cell))
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -66,11 +66,12 @@ def test_rows_over_different_seeds_are_refused():
 def test_sweep_table_rows_and_combined_per_seed_tables():
     header, rows = seeded.sweep_table_seeds({"taet": {10: TWO["taet"], 50: TWO["taet"]}})
     assert [r[0] for r in rows] == ["taet @ IR 10", "taet @ IR 50"]
-    a = (["class", "n", "final"], [["c0", "5", "10.0"], ["c1", "3", "x"]])
-    b = (["class", "n", "final"], [["c0", "5", "14.0"], ["c1", "3", "x"]])
+    a = (["class", "n", "final", "clean"], [["c0", "5", "10.0", "100.0"], ["c1", "3", "x", "nan"]])
+    b = (["class", "n", "final", "clean"], [["c0", "5", "14.0", "100.0"], ["c1", "3", "x", "nan"]])
     assert seeded.combine_tables([a]) == a
     header, rows = seeded.combine_tables([a, b])
-    assert rows == [["c0", "5", "12.0 ± 2.8 [-13.4, 37.4]"], ["c1", "3", "x"]]
+    # a measured value equal at both seeds carries its (zero) spread; counts and text stay as they are
+    assert rows == [["c0", "5", "12.0 ± 2.8 [-13.4, 37.4]", "100.0 ± 0.0 [100.0, 100.0]"], ["c1", "3", "x", "nan"]]
 
 
 def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_reports():
