@@ -93,6 +93,16 @@ def loss_pairs(cs: list[Cell]) -> list[tuple[str, str, str]]:
     return out
 
 
+LOSS_LEFT = "gap left by the loss cell"
+
+
+def loss_left(cs: list[Cell]) -> tuple[str, str, str]:
+    """(row name, "AT-BSL", the loss cell's label): AT-BSL minus the loss cell, which differ in TAET's attack and
+    clean stage together and not in the loss: what of the gap the loss swap leaves."""
+    loss = next(c for c in cs if c.role == "loss")
+    return f"{LOSS_LEFT}: AT-BSL − {loss.label}", "AT-BSL", loss.label
+
+
 def _loss_from(hel: float) -> str:
     """The start of `loss_pairs`' row name for the TAET cell at HEL ×`hel`."""
     return f"{LOSS} (HEL ×{hel:g} → balanced-softmax CE)"
@@ -160,7 +170,7 @@ def effects(values: dict[str, list[float]], profile: str, diverged=()) -> dict[s
     for c in cs:
         if c.role == "single" and not {c.label, "AT-BSL"} & dead:
             out[f"{c.label} − AT-BSL"] = paired_difference(values[c.label], values["AT-BSL"])
-    for name, a, b in loss_pairs(cs):
+    for name, a, b in loss_pairs(cs) + [loss_left(cs)]:
         if not {a, b} & dead:
             out[name] = paired_difference(values[a], values[b])
     if "AT-BSL" not in dead:
@@ -235,7 +245,7 @@ def simple_effects(values: dict[str, dict[int, float]], profile: str, diverged=(
     pairs += [(f"simple effect: {FACTOR_TEXT[FACTORS[i][0]]}", one_factor[i].label, base.label)
               for i in sorted(one_factor)]  # in FACTORS' order: attack, HEL scale, stage 1
     pairs += [(f"{c.label} − AT-BSL", c.label, "AT-BSL") for c in cs if c.role == "single"]
-    pairs += loss_pairs(cs)
+    pairs += loss_pairs(cs) + [loss_left(cs)]
     out = {name: s for name, a, b in pairs if (s := diff(a, b)) is not None}
     out.update(settled_main_effects(values, profile, diverged))
     # the gap left once some factors sit at AT-BSL's levels: the run cells (two seeds or more shared with AT-BSL)
@@ -280,7 +290,8 @@ def reading(pgd: dict[str, Summary], clean: dict[str, Summary] | None = None) ->
     if n < 2:
         return head + " With one seed no factor can be named: every effect is inconclusive."
     loss = {k: s for k, s in pgd.items() if k.startswith(LOSS)}
-    loss_text = " " + _loss_reading(loss, gap) if loss else ""
+    left = next((s for k, s in pgd.items() if k.startswith(LOSS_LEFT)), None)
+    loss_text = " " + _loss_reading(loss, gap, left) if loss else ""
     if not mains:
         return head + (" No factor is measured yet: no cell that changes one factor from TAET's own setting has"
                        " run.") + loss_text
@@ -350,9 +361,10 @@ def _remaining_reading(left: dict[str, Summary], gap: Summary, full: bool = True
     return text
 
 
-def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
+def _loss_reading(rows: dict[str, Summary], gap: Summary, left: Summary | None = None) -> str:
     """What swapping HEL for balanced-softmax CE does with TAET's attack and clean stage held (`loss_pairs`): each
-    difference with its share of the gap, and whether its interval excludes 0 the way of the gap."""
+    difference with its share of the gap, and whether its interval excludes 0 the way of the gap; then what the swap
+    leaves of the gap (`loss_left`), read the same way."""
     parts, toward, against, rest = [], [], [], []
     labels = {_loss_from(h): f"HEL ×{h:g}" for h in FACTORS[1][1:]}
     for key, s in rows.items():
@@ -376,4 +388,14 @@ def _loss_reading(rows: dict[str, Summary], gap: Summary) -> str:
         text += " No interval excludes 0: the loss is not shown to explain the gap (a tie is not a proof)."
     elif rest:
         text += " The other comparison's interval includes 0."
+    if left is not None:
+        share = f", {100 * left.mean / gap.mean:.0f}% of the gap" if gap.mean and left.n > 1 else ""
+        text += (" What the swap leaves, AT-BSL − the loss cell (AT-BSL's attack and no clean stage against TAET's,"
+                 f" together): {cell(left)}{share}{f', n = {left.n}' if left.n != gap.n else ''}")
+        if left.n > 1 and (left.low > 0 if gap.mean >= 0 else left.high < 0):
+            text += ", interval excluding 0: the attack and clean stage together explain that share."
+        elif left.n > 1 and (left.high < 0 if gap.mean >= 0 else left.low > 0):
+            text += ", interval excluding 0 against the gap: with the loss swapped, they work against it."
+        else:
+            text += "; its interval includes 0: a tie (not a proof that they add nothing)."
     return text

@@ -313,6 +313,15 @@ def test_the_loss_cell_swaps_only_the_loss_at_taets_attack_and_clean_stage():
     assert "The loss alone (AT-BSL trained with TAET's attack and clean stage" in text
     assert "from HEL ×1: 8.0 ± 1.0 [5.5, 10.5], 80% of the gap" in text and "from HEL ×10: 7.0 ± 1.0" in text
     assert "Swapping HEL ×1 and HEL ×10 for balanced-softmax CE moves robustness the way of the gap" in text
+    # what the swap leaves: AT-BSL − loss cell (attack and clean stage together), 2 at every seed
+    left = eff[f"gap left by the loss cell: AT-BSL − {loss}"]
+    assert (left.mean, left.std, left.n) == (pytest.approx(2.0), pytest.approx(0.0), 3)
+    assert ("What the swap leaves, AT-BSL − the loss cell (AT-BSL's attack and no clean stage against TAET's, "
+            "together): 2.0 ± 0.0 [2.0, 2.0], 20% of the gap, interval excluding 0: the attack and clean stage "
+            "together explain that share.") in text
+    tie = dict(vals, **{loss: [71.0, 70.0, 69.0]})  # AT-BSL − loss cell: -1, 2, -1
+    assert "together): 0.0 ± 1.7 [-4.3, 4.3], 0% of the gap; its interval includes 0: a tie" in factorial.reading(
+        factorial.effects(tie, "fashion"))
     # a loss cell level with TAET's setting: a tie, said as one
     vals[loss] = [60.5, 60.0, 59.5]
     text = factorial.reading(factorial.effects(vals, "fashion"))
@@ -325,10 +334,11 @@ def test_the_loss_cell_swaps_only_the_loss_at_taets_attack_and_clean_stage():
     assert not any(k.startswith("loss effect (HEL ×10") for k in simple)  # its TAET cell has not run
     text = factorial.reading(simple)  # read even before any factor is: gap 10, 11 (10.5), both over seeds 0 and 1
     assert "No factor is measured yet" in text and "from HEL ×1: 8.5 ± 0.7 [2.1, 14.9], 81% of the gap." in text
+    assert "together): 2.0 ± 0.0 [2.0, 2.0], 19% of the gap, interval excluding 0" in text  # 70 − 68, 72 − 70
     # the gap over 3 seeds (10, 11, 10), the loss row over the 2 its cells share: its n is said
     part = {"AT-BSL": {0: 70.0, 1: 72.0, 2: 69.0}, cs[0].label: {0: 60.0, 1: 61.0, 2: 59.0}, loss: {0: 68.0, 1: 70.0}}
     assert "from HEL ×1: 8.5 ± 0.7 [2.1, 14.9], 82% of the gap, n = 2." in factorial.reading(
         factorial.simple_effects(part, "fashion"))
     # the loss cell diverged: no loss rows, and effects() still gives the rest
-    assert not any(k.startswith("loss effect") for k in factorial.effects(
+    assert not any(k.startswith(("loss effect", "gap left")) for k in factorial.effects(
         {k: v for k, v in vals.items() if k != loss}, "fashion", diverged=[loss]))
