@@ -12,7 +12,7 @@ weights) are exported to results/fashion/, where they sit beside the 12,000-imag
 Interrupting loses at most the epoch in progress: rerunning resumes. The profile switches to the whole set once
 every run is in.
 
-    python benchmarks/fashion_full_size.py --dry-run          # how many are done; each run left and what it is for
+    python benchmarks/fashion_full_size.py --dry-run          # what is done, the time left, each run left and its use
     python benchmarks/fashion_full_size.py --export-only      # export what finished while another process trains
     python benchmarks/fashion_full_size.py --report           # the claims check on the whole-set runs exported so far
     python benchmarks/fashion_full_size.py                    # CPU: one 1-thread worker per core
@@ -94,6 +94,40 @@ def run_labels() -> dict[str, list[str]]:
     for (lbl, _), cfg in cfgs.items():
         out.setdefault(runs.run_dir(cfg).name, []).append(lbl)
     return out
+
+
+def clean_epochs(cfg) -> int:
+    """How many of the run's epochs train on clean images (CE: all; TAET's stage 1; AT-BSL's `clean_epochs`)."""
+    if cfg.method == "ce":
+        return cfg.train.epochs
+    return int(cfg.method_args.get("ce_epochs" if cfg.method == "taet" else "clean_epochs", 0) or 0)
+
+
+def estimate_seconds(cfgs, results_dir: str) -> float | None:
+    """Seconds of one core that training `cfgs` would take: each epoch at the median clean / adversarial epoch of
+    the whole-set IR-10 runs in `results_dir` (their history.csv), scaled by the run's train-set size against IR
+    10's. None before any such run has both kinds of epoch."""
+    from statistics import median
+
+    from lib.data import long_tail_counts
+
+    secs: dict[str, list[float]] = {"clean": [], "adversarial": []}
+    for folder in sorted((Path(results_dir) / PROFILE).glob("*")):
+        if not (folder / "history.csv").exists():
+            continue
+        cfg = runs.read_config(folder)
+        if cfg.data.max_train is None and cfg.data.imbalance_ratio == 10:
+            for row in runs.read_csv(folder / "history.csv"):
+                secs.setdefault(row["stage"], []).append(float(row["seconds"]))
+    if not secs["clean"] or not secs["adversarial"]:
+        return None
+    clean, adv = median(secs["clean"]), median(secs["adversarial"])
+
+    def scale(c) -> float:  # train-set size against IR 10's (the class sizes' ratios do not depend on n_max)
+        return (sum(long_tail_counts(6000, 10, c.data.imbalance_ratio, c.data.lt_profile))
+                / sum(long_tail_counts(6000, 10, 10.0, c.data.lt_profile)))
+
+    return sum((clean * clean_epochs(c) + adv * (c.train.epochs - clean_epochs(c))) * scale(c) for c in cfgs)
 
 
 def _no_run_cache(out_dir: str) -> None:
@@ -183,6 +217,12 @@ def main(argv=None) -> int:
         print(scale_comparison(res["gathered"], a.results_dir, a.report_dir))
         return 0
     if a.dry_run:
+        est = estimate_seconds(left, a.results_dir) if left else None
+        if est is not None:
+            workers = sweep.default_workers(a.device) if a.workers is None else a.workers
+            print(f"about {est / 3600:.0f} h of one core to train them ({est / 3600 / workers:.0f} h with {workers} "
+                  "worker(s) at once), at the median clean and adversarial epoch of the whole-set runs so far",
+                  flush=True)
         names = run_labels()
         try:
             for c in left:

@@ -62,6 +62,33 @@ def test_the_dry_run_names_what_each_remaining_run_is_for(tmp_path, capsys):
     assert out[1].split()[0] == runs.run_dir(cfgs[0]).name and out[1].endswith("(ce)")
 
 
+def test_the_time_left_is_estimated_from_the_whole_set_runs_epochs(tmp_path):
+    """Each run left costs its clean epochs at the median clean epoch and the rest at the median adversarial one of
+    the whole-set IR-10 runs committed so far, scaled by its train-set size; no estimate before both kinds exist."""
+    from lib.data import long_tail_counts
+
+    mod = _script()
+    res = tmp_path / "results"
+    cfgs = sweep.expand(mod.spec("cpu", str(tmp_path / "out"), str(res)))
+    ce, taet, atbsl = (next(c for c in cfgs if c.method == m) for m in ("ce", "taet", "atbsl"))
+    ir100 = next(c for c in cfgs if c.method == "taet" and c.data.imbalance_ratio == 100)
+    assert mod.estimate_seconds([taet], str(res)) is None  # nothing committed yet
+    done = res / "fashion" / runs.run_dir(taet).name
+    done.mkdir(parents=True)
+    runs.atomic_write_json(done / "config.json", taet.to_dict())
+    runs.atomic_write_csv(done / "history.csv", [{"epoch": 1, "stage": "clean", "seconds": 20.0},
+                                                 {"epoch": 2, "stage": "clean", "seconds": 30.0},
+                                                 {"epoch": 3, "stage": "adversarial", "seconds": 100.0},
+                                                 {"epoch": 4, "stage": "adversarial", "seconds": 200.0},
+                                                 {"epoch": 5, "stage": "adversarial", "seconds": 180.0}])
+    assert mod.clean_epochs(ce) == 20 and mod.clean_epochs(taet) == 8 and mod.clean_epochs(atbsl) == 0
+    assert mod.estimate_seconds([ce], str(res)) == pytest.approx(20 * 25.0)
+    assert mod.estimate_seconds([taet, atbsl], str(res)) == pytest.approx(8 * 25.0 + 12 * 180.0 + 20 * 180.0)
+    ratio = sum(long_tail_counts(6000, 10, 100.0)) / sum(long_tail_counts(6000, 10, 10.0))
+    assert 0.5 < ratio < 0.7
+    assert mod.estimate_seconds([ir100], str(res)) == pytest.approx((8 * 25.0 + 12 * 180.0) * ratio)
+
+
 def test_finished_runs_are_exported_once_and_unfinished_ones_not(tmp_path):
     mod = _script()
     out, res = tmp_path / "out", tmp_path / "results"
