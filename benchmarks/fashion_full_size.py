@@ -97,10 +97,14 @@ def run_labels() -> dict[str, list[str]]:
 
 
 def clean_epochs(cfg) -> int:
-    """How many of the run's epochs train on clean images (CE: all; TAET's stage 1; AT-BSL's `clean_epochs`)."""
-    if cfg.method == "ce":
-        return cfg.train.epochs
-    return int(cfg.method_args.get("ce_epochs" if cfg.method == "taet" else "clean_epochs", 0) or 0)
+    """How many of the run's epochs train on clean images, as the method's own `stage` says (CE: all; TAET's stage
+    1; AT-BSL's `clean_epochs`); built with a stand-in context, as config validation does."""
+    import torch
+
+    from lib.methods import MethodContext, build_method
+
+    method = build_method(cfg.method, cfg.method_args, MethodContext(2, [1, 1], cfg.train.epochs, torch.device("cpu")))
+    return sum(method.stage(e) == "clean" for e in range(cfg.train.epochs))
 
 
 def estimate_seconds(cfgs, results_dir: str) -> float | None:

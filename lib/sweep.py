@@ -374,9 +374,11 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
     done = {rd: found(cfg) for rd, cfg in unique.items()} if not force else {rd: None for rd in unique}
     # a run the committed evidence records as diverged (same config and seed) diverges the same way again: it fails
     # at once, as `train_run` does for the cache's own record, instead of spending an epoch to find out
-    diverged = {rd: _recorded_divergence(evidence / runs.run_dir(cfg).name, cfg)
-                for rd, cfg in unique.items() if done[rd] is None and evidence is not None and not force}
-    diverged = {rd: e for rd, e in diverged.items() if e is not None}
+    diverged: dict[str, TrainingDiverged] = {}
+    for rd, cfg in unique.items():
+        if done[rd] is None and evidence is not None and not force:
+            if (err := _recorded_divergence(evidence / runs.run_dir(cfg).name, cfg)) is not None:
+                diverged[rd] = err
     todo = [(cfg, _attacks(spec, cfg)) for rd, cfg in unique.items() if done[rd] is None and rd not in diverged]
     from_evidence = sum(1 for rd, d in done.items() if d is not None and d[1] != Path(rd))
     name = executor if isinstance(executor, str) else type(executor).__name__

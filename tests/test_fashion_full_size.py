@@ -82,6 +82,9 @@ def test_the_time_left_is_estimated_from_the_whole_set_runs_epochs(tmp_path):
                                                  {"epoch": 4, "stage": "adversarial", "seconds": 200.0},
                                                  {"epoch": 5, "stage": "adversarial", "seconds": 180.0}])
     assert mod.clean_epochs(ce) == 20 and mod.clean_epochs(taet) == 8 and mod.clean_epochs(atbsl) == 0
+    staged = next(c for c in cfgs if c.method == "atbsl" and c.method_args.get("clean_epochs"))  # AT-BSL + stage 1
+    assert mod.clean_epochs(staged) == staged.method_args["clean_epochs"] == 8
+    assert mod.clean_epochs(next(c for c in cfgs if c.method == "at")) == 0
     assert mod.estimate_seconds([ce], str(res)) == pytest.approx(20 * 25.0)
     assert mod.estimate_seconds([taet, atbsl], str(res)) == pytest.approx(8 * 25.0 + 12 * 180.0 + 20 * 180.0)
     ratio = sum(long_tail_counts(6000, 10, 100.0)) / sum(long_tail_counts(6000, 10, 10.0))
