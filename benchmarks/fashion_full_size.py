@@ -131,7 +131,11 @@ def estimate_seconds(cfgs, results_dir: str) -> float | None:
         return (sum(long_tail_counts(6000, 10, c.data.imbalance_ratio, c.data.lt_profile))
                 / sum(long_tail_counts(6000, 10, 10.0, c.data.lt_profile)))
 
-    return sum((clean * clean_epochs(c) + adv * (c.train.epochs - clean_epochs(c))) * scale(c) for c in cfgs)
+    def seconds(c) -> float:
+        n_clean = clean_epochs(c)  # builds the method once per run
+        return (clean * n_clean + adv * (c.train.epochs - n_clean)) * scale(c)
+
+    return sum(seconds(c) for c in cfgs)
 
 
 def _no_run_cache(out_dir: str) -> None:
