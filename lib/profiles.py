@@ -67,7 +67,7 @@ def table_attacks(profile: str, table: str) -> list[str]:
     if table not in config.TABLE_ATTACKS:
         raise ConfigError(f"unknown table {table!r}; valid: {sorted(config.TABLE_ATTACKS)}")
     suite = list(profile_config(profile).eval.attacks)
-    # a profile may narrow a table further ("table_attacks"): `fashion` evaluates its committed 12,000-image runs
+    # a profile may narrow a table further ("table_attacks"): `fashion` evaluates its committed whole-set runs
     # on what they hold (clean, PGD-20) and runs the whole suite on its reduced-scale Table 1
     own = config.PROFILES[profile].get("table_attacks", {})
     wanted = own[table] if table in own else config.TABLE_ATTACKS[table]

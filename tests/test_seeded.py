@@ -83,7 +83,7 @@ def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_repo
     assert table_attacks("paper", "ablations") == ["clean", "pgd20", "autoattack"]  # Sec. 6.3 quotes Fig. 7's AA
     with pytest.raises(ConfigError, match="unknown table 'table9'.*ablations"):
         table_attacks("demo", "table9")
-    # fashion's 12,000-image tables read committed runs that hold clean and PGD-20 (no weights to run more on)
+    # fashion's whole-set tables read committed runs that hold clean and PGD-20 (no weights to run more on)
     assert table_attacks("fashion", "table1") == table_attacks("fashion", "table5") == ["clean", "pgd20"]
     assert table_attacks("fashion", "ablations") == ["clean", "pgd20"]
     # notebook 02's IR-10 run carries every attack; the others of Table 5 only the table's: the columns asked for
