@@ -2,7 +2,7 @@
 
 Why: the profile first capped the set at 12,000 images, where standard training's balanced clean accuracy on the
 whole test set was 85.7 ± 1.0% with a 95% interval of [84.7, 86.7] over 6 seeds, leaving the 85% floor undecided;
-on the whole long-tailed set CE reaches 88.7, 88.2 and 87.4 (seeds 0-2), so the profile trains the whole set since
+on the whole long-tailed set CE reaches 88.7, 88.1 and 87.4 (seeds 0-2), so the profile has trained the whole set since
 (`python -m lib claims --profile fashion --scale-check`; README, "Fashion scale"). The 12,000-image runs stay in
 results/fashion/ for `--report`'s comparison of the two scales.
 

@@ -278,7 +278,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # (24,516 train images, 6,000 ... 600), a balanced test subset of 1,000, and small_cnn_fc, where standard (CE)
     # training reaches 88.1% balanced clean accuracy on the whole test set over 3 seeds (`claims --scale-check`;
     # 12,000 images left the 85% floor undecided, 85.7 ± 1.0 [84.7, 86.7] over 6 seeds; small_cnn at 2,000: 63.7%).
-    # About 40 min per TAET or AT-BSL run at IR 10 on one core (README, "Fashion scale").
+    # About 37 min of one core per TAET run and 57 per AT-BSL run at IR 10 (README, "Claims check").
     "fashion": {
         "seeds": [0, 1, 2],
         "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_train": None, "max_test": 1000,
