@@ -315,10 +315,10 @@ def per_class_series_seeds(docs: Docs, attack: str = "pgd20"
 # ---------------------------------------------------------------------------------------------------------------
 # Readings
 # ---------------------------------------------------------------------------------------------------------------
-def compare(a: list[float], b: list[float]) -> tuple[str, Summary]:
+def compare(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[str, Summary]:
     """('ahead' | 'behind' | 'tied' | 'unranked', paired difference a − b in points): 'tied' when the t-interval
-    includes 0, 'unranked' with one seed (no interval)."""
-    d = paired_difference([100 * x for x in a], [100 * x for x in b])
+    at `confidence` includes 0, 'unranked' with one seed (no interval)."""
+    d = paired_difference([100 * x for x in a], [100 * x for x in b], confidence)
     if d.n < 2 or math.isnan(d.low):
         return "unranked", d
     if d.low > 0:
@@ -328,9 +328,10 @@ def compare(a: list[float], b: list[float]) -> tuple[str, Summary]:
     return "tied", d
 
 
-def difference_text(name_a: str, name_b: str, a: list[float], b: list[float]) -> str:
-    """One clause: 'TAET − AT-BSL = d ± s [lo, hi] points: a tie (the interval includes 0)' and the like."""
-    word, d = compare(a, b)
+def difference_text(name_a: str, name_b: str, a: list[float], b: list[float], confidence: float = 0.95) -> str:
+    """One clause: 'TAET − AT-BSL = d ± s [lo, hi] points: a tie (the interval includes 0)' and the like; the
+    interval is at `confidence`."""
+    word, d = compare(a, b, confidence)
     if word == "unranked":
         return f"{name_a} − {name_b} = {d.mean:+.1f} points (1 seed, no interval: not a ranking)"
     verdict = {"ahead": f"{name_a} ahead", "behind": f"{name_a} behind",
@@ -340,9 +341,11 @@ def difference_text(name_a: str, name_b: str, a: list[float], b: list[float]) ->
 
 
 def ranking_reading_seeds(docs: Docs, attack: str = "pgd20", focus=("taet", "HEL (all)"),
-                          against=("atbsl",)) -> str:
+                          against=("atbsl",), simultaneous: bool = False) -> str:
     """Which label has the highest mean balanced robustness under `attack`, and the focus label's paired
-    differences from it (and from `against`), ties called ties. One seed: values only, no ranking."""
+    differences from it (and from `against`), ties called ties. One seed: values only, no ranking. With
+    `simultaneous`, the k comparisons' intervals are Bonferroni-simultaneous (each at 1 − 0.05/k), so the verdicts
+    hold together at 95%; otherwise each is a 95% interval for its own comparison."""
     seeds_of(docs)
     col = COLUMN_NAMES.get(attack, attack)
     vals = {label: metric_values(by, attack) for label, by in docs.items()}
@@ -360,10 +363,14 @@ def ranking_reading_seeds(docs: Docs, attack: str = "pgd20", focus=("taet", "HEL
             f"({summarize([100 * x for x in vals[best]]).format(1)}%; a mean, not a ranking: the paired differences "
             f"say which gaps exceed the seed noise).")
     if key is not None:
-        others = [best] + [a for a in against if a in vals and a != best]
-        clauses = [difference_text(f"`{key}`", f"`{o}`", vals[key], vals[o]) for o in others if o != key]
+        others = [o for o in [best] + [a for a in against if a in vals and a != best] if o != key]
+        level = 1 - 0.05 / len(others) if simultaneous and len(others) > 1 else 0.95
+        clauses = [difference_text(f"`{key}`", f"`{o}`", vals[key], vals[o], level) for o in others]
         if clauses:
             text += " " + "; ".join(clauses) + "."
+        if level != 0.95:
+            text += (f" The {len(others)} intervals are Bonferroni-simultaneous ({100 * level:.1f}% each), so "
+                     f"together they hold at 95%.")
     return text
 
 

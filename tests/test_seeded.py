@@ -140,6 +140,28 @@ def test_a_difference_whose_interval_includes_zero_is_called_a_tie():
     assert "**`taet` behind**" in behind and "TAET" not in behind.split(":")[0]
 
 
+def test_simultaneous_intervals_widen_so_a_per_comparison_verdict_can_become_a_tie():
+    # HEL's paired differences (points) from four cells over 3 seeds; 95% t (2 df) = 4.303, Bonferroni over 4 at
+    # 98.75% each: t = 8.860. HEL − BCL = −2, −3, −2: mean −2.33, std 0.577 -> 95% [−3.77, −0.90] behind, 98.75%
+    # [−5.29, +0.62] a tie. HEL − BCL+RCEL = −1.2, −1.3, −1.3: mean −1.27, std 0.058 -> 98.75% [−1.56, −0.97], still
+    # behind.
+    # HEL − BCL+HDL (−1, −2, −0.5) and HEL − no stage 1 (−0.5, +0.5, −1.5): ties at either level.
+    cells = {"BCL": [0.74, 0.75, 0.73], "BCL+HDL": [0.73, 0.74, 0.715], "BCL+RCEL": [0.732, 0.733, 0.723],
+             "HEL (all)": [0.72, 0.72, 0.71], "HEL, no stage 1": [0.725, 0.715, 0.725]}
+    docs = pgd_docs(cells)
+    against = ("BCL", "BCL+HDL", "BCL+RCEL", "HEL, no stage 1")
+    one = seeded.ranking_reading_seeds(docs, focus=("HEL (all)",), against=against)
+    together = seeded.ranking_reading_seeds(docs, focus=("HEL (all)",), against=against, simultaneous=True)
+    assert "Bonferroni" not in one and "The 4 intervals are Bonferroni-simultaneous (98.8% each)" in together
+    assert "`HEL (all)` − `BCL` = -2.3 ± 0.6 [-3.8, -0.9] points over 3 paired seeds: **`HEL (all)` behind**" in one
+    assert "`HEL (all)` − `BCL` = -2.3 ± 0.6 [-5.3, +0.6] points over 3 paired seeds: **a tie" in together
+    assert "`HEL (all)` − `BCL+RCEL` = -1.3 ± 0.1 [-1.6, -1.0] points over 3 paired seeds: **`HEL (all)` behind**" \
+        in together
+    assert one.count("**`HEL (all)` behind**") == 2 and together.count("**`HEL (all)` behind**") == 1
+    # one comparison: nothing to correct for
+    assert "Bonferroni" not in seeded.ranking_reading_seeds(docs, focus=("HEL (all)",), against=(), simultaneous=True)
+
+
 def test_one_seed_ranks_nothing():
     docs = pgd_docs({"atbsl": [0.49], "taet": [0.60]})
     text = seeded.ranking_reading_seeds(docs)
