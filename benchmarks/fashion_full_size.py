@@ -244,6 +244,13 @@ def main(argv=None) -> int:
     workers = sweep.default_workers(a.device) if a.workers is None else a.workers
     try:
         sweep.run_sweep(sp, executor="inline" if workers <= 1 else "local", workers=workers)
+    except sweep.SweepError as e:
+        if not e.only_divergences:
+            raise
+        # a run whose loss goes NaN/inf is evidence (the claims report it as diverged), not a failed sweep
+        print(f"[sweep] done; {len(e.failed)} run(s) diverged, as their diverged.json records (evidence the claims "
+              "report; the same settings diverge the same way again):\n" + "\n".join(f"  {rd}" for rd in e.failed),
+              flush=True)
     finally:  # what finished is exported even when a run failed or diverged, or the sweep was interrupted
         n = export_finished(sp, a.results_dir)
         print(f"exported {n} finished run(s) to {Path(a.results_dir) / PROFILE}")

@@ -64,7 +64,17 @@ SPEC_KEYS = {"profile", "device", "out_dir", "method", "base", "grid", "attacks"
 
 
 class SweepError(RuntimeError):
-    """Some runs of a sweep failed; the others finished and are cached (a re-run only retries the failed)."""
+    """Some runs of a sweep failed; the others finished and are cached (a re-run only retries the failed, but a
+    divergence is recorded and fails again until forced). `failed`: run folder -> its exception."""
+
+    def __init__(self, message: str, failed: dict[str, BaseException] | None = None):
+        super().__init__(message)
+        self.failed = dict(failed or {})
+
+    @property
+    def only_divergences(self) -> bool:
+        """Every failure is a loss that went NaN/inf (a result to report, not a fault of the sweep)."""
+        return bool(self.failed) and all(isinstance(e, TrainingDiverged) for e in self.failed.values())
 
 
 def load_spec(spec: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
@@ -392,8 +402,12 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
         failed.update(_dispatch(todo, executor, workers, force, folder, dict(spec.get("slurm", {})), log))
     if failed:
         lines = "\n".join(f"  {rd}: {type(e).__name__}: {e}" for rd, e in failed.items())
+        n_div = sum(isinstance(e, TrainingDiverged) for e in failed.values())
+        retry = ("re-running the sweep retries only these" if not n_div else
+                 f"re-running the sweep retries only these, but the {n_div} that diverged are recorded and fail "
+                 "again unless forced")
         raise SweepError(f"{len(failed)} of {len(todo) + len(diverged)} run(s) failed (the others are cached; "
-                         f"re-running the sweep retries only these):\n{lines}")
+                         f"{retry}):\n{lines}", failed)
     results = []
     for point, cfg in points:
         hit = done[str(runs.run_dir(cfg))] or found(cfg)  # found before dispatch, else look again after it

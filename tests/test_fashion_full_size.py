@@ -158,3 +158,29 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
     (tmp_path / "report" / "runs").mkdir()
     with pytest.raises(SystemExit, match="reads results/ alone"):
         mod.interim_report(str(res), str(tmp_path / "report"))
+
+
+def test_a_sweep_whose_only_failures_are_divergences_ends_cleanly_and_exports(tmp_path, monkeypatch, capsys):
+    """Diverged runs are evidence the claims report: the script says so and exits 0 (and still exports what
+    finished); any other failure is raised."""
+    from lib.train import TrainingDiverged
+
+    mod = _script()
+    out, res = tmp_path / "out", tmp_path / "results"
+    exported = []
+    monkeypatch.setattr(mod, "export_finished", lambda sp, results_dir: exported.append(results_dir) or 0)
+
+    def diverging(sp, **kw):
+        raise sweep.SweepError("1 of 1 run(s) failed", {"outputs/runs/x": TrainingDiverged("loss became NaN/inf")})
+
+    monkeypatch.setattr(mod.sweep, "run_sweep", diverging)
+    assert mod.main(["--out-dir", str(out), "--results-dir", str(res), "--workers", "1"]) == 0
+    assert "1 run(s) diverged" in capsys.readouterr().out and exported == [str(res)]
+
+    def locked(sp, **kw):
+        raise sweep.SweepError("1 of 1 run(s) failed", {"outputs/runs/x": RuntimeError("run folder in use")})
+
+    monkeypatch.setattr(mod.sweep, "run_sweep", locked)
+    with pytest.raises(sweep.SweepError, match="1 of 1"):
+        mod.main(["--out-dir", str(out), "--results-dir", str(res), "--workers", "1"])
+    assert exported == [str(res)] * 2  # exported even then

@@ -92,8 +92,9 @@ def test_a_failed_run_is_reported_and_retried_alone(tmp_path, capsys):
     s = spec(tmp_path, grid={"method": ["at", "ce"]})
     busy = runs.run_dir(expand(s)[1])
     with runs.run_lock(busy, "train"):  # another process is "writing" the second run
-        with pytest.raises(SweepError, match=r"(?s)1 of 2 run\(s\) failed.*RunLockedError: run folder .* in use"):
+        with pytest.raises(SweepError, match=r"(?s)1 of 2 run\(s\) failed.*RunLockedError: run folder .* in use") as e:
             run_sweep(s, executor="inline")
+    assert not e.value.only_divergences and "retries only these)" in str(e.value)
     assert "FAILED" in capsys.readouterr().out
     results = run_sweep(s, executor="inline")
     assert "1 finished earlier, 1 to run" in capsys.readouterr().out
@@ -147,6 +148,8 @@ def test_a_divergence_the_evidence_records_fails_at_once_and_force_retrains_it(t
     out = capsys.readouterr().out
     assert "1 diverged earlier" in out and "1 to run" in out
     assert "1 of 2 run(s) failed" in str(e.value) and "epoch 1, batch 7 (recorded in" in str(e.value)
+    assert "the 1 that diverged are recorded and fail again unless forced" in str(e.value)
+    assert list(e.value.failed) == [str(runs.run_dir(cfg0))] and e.value.only_divergences
     assert not runs.run_dir(cfg0).exists()  # not trained
     assert (runs.run_dir(cfg1) / "eval.json").exists()  # the other config's record did not stop seed 1
     got = run_sweep({**s, "evidence": str(evidence)}, executor="inline", force=True, verbose=False)
