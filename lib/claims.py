@@ -23,7 +23,7 @@ from . import factorial, runs
 from .config import ConfigError, RunConfig, notebook_settings, profile_seeds
 from .errors import check_seeds, parse_seeds
 from .profiles import profile_config
-from .stats import Summary, paired_difference, summarize, verdict
+from .stats import Summary, bonferroni_level, paired_difference, summarize, verdict
 from .tables import rarest_classes
 
 RESULTS_DIR = runs.RESULTS_DIR
@@ -254,7 +254,7 @@ def _fig7_value(claim: Claim, per_seed: list[dict[str, dict]], confidence: float
     its simultaneous summary and the verdict."""
     best, others = claim.runs[0], claim.runs[1:]
     pgd = _bal("pgd20")
-    level = 1 - (1 - confidence) / len(others)
+    level = bonferroni_level(len(others), confidence)
     diffs = {r: [pgd(d[best]) - pgd(d[r]) for d in per_seed] for r in others}
     sums = {r: summarize(v, level) for r, v in diffs.items()}
     verdicts = {r: verdict(sums[r]) for r in others}

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .config import ConfigError, check_seeds, profile_seeds
-from .stats import Summary, paired_difference, summarize
+from .stats import Summary, bonferroni_level, paired_difference, summarize
 from .tables import COLUMN_NAMES, percent, rarest_classes
 
 Docs = dict[str, dict[int, dict[str, Any]]]  # {label: {seed: eval document}}
@@ -364,11 +364,12 @@ def ranking_reading_seeds(docs: Docs, attack: str = "pgd20", focus=("taet", "HEL
             f"say which gaps exceed the seed noise).")
     if key is not None:
         others = [o for o in [best] + [a for a in against if a in vals and a != best] if o != key]
-        level = 1 - 0.05 / len(others) if simultaneous and len(others) > 1 else 0.95
+        joint = simultaneous and len(others) > 1
+        level = bonferroni_level(len(others)) if joint else 0.95
         clauses = [difference_text(f"`{key}`", f"`{o}`", vals[key], vals[o], level) for o in others]
         if clauses:
             text += " " + "; ".join(clauses) + "."
-        if level != 0.95:
+        if joint:
             text += (f" The {len(others)} intervals are Bonferroni-simultaneous ({100 * level:.1f}% each), so "
                      f"together they hold at 95%.")
     return text

@@ -75,6 +75,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     return summarize(xa - xb, confidence)
 
 
+def bonferroni_level(k: int, confidence: float = 0.95) -> float:
+    """Each of k intervals' level, 1 − (1 − confidence)/k, so that together they hold at `confidence`."""
+    if k < 1:
+        raise ConfigError(f"bonferroni_level: k={k} comparisons; it needs at least 1")
+    return 1 - (1 - confidence) / k
+
+
 def verdict(summary: Summary, direction: int = +1) -> str:
     """"supported" when the whole interval lies on the claimed side of 0 (direction +1: above, −1: below),
     "contradicted" when it lies wholly on the other side, else "inconclusive" (always for one seed)."""

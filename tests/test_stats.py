@@ -6,7 +6,7 @@ import math
 import pytest
 
 from lib.config import ConfigError
-from lib.stats import paired_difference, summarize, verdict
+from lib.stats import bonferroni_level, paired_difference, summarize, verdict
 
 
 def test_summarize_four_values_by_hand():
@@ -77,3 +77,10 @@ def test_profiles_name_their_seeds_and_bad_seed_lists_are_refused():
         check_seeds([])
     with pytest.raises(ConfigError, match="unknown profile"):
         profile_seeds("nope")
+
+
+def test_bonferroni_level_splits_the_error_rate_over_the_comparisons():
+    assert bonferroni_level(1) == pytest.approx(0.95) and bonferroni_level(4) == pytest.approx(0.9875)
+    assert bonferroni_level(3, 0.9) == pytest.approx(1 - 0.1 / 3)
+    with pytest.raises(ConfigError, match="at least 1"):
+        bonferroni_level(0)
