@@ -8,7 +8,7 @@ results/fashion/ for `--report`'s comparison of the two scales.
 
 What: every claims run (the factorial and the official-code switches included) and Fig. 6b's two further cells,
 for the profile's seeds, exactly as the profile trains them except `data.max_train` = None. The runs go through
-`lib.sweep` (run cache in OUT_DIR/runs; those already exported to results/fashion/ are not retrained), most
+`lib.orchestrate.sweep` (run cache in OUT_DIR/runs; those already exported to results/fashion/ are not retrained), most
 central first (CE, TAET, AT-BSL, AT, then the factorial's cells), and each finished run's evidence files (no
 weights) are exported to results/fashion/, where they sit beside the 12,000-image runs under their own hashes.
 Interrupting loses at most the epoch in progress: rerunning resumes. On a GPU this is the quickest way to rebuild
@@ -34,8 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib import claims, factorial, runs, sweep  # noqa: E402
-from lib.config import PROFILES, profile_seeds  # noqa: E402
+from lib.core import runs
+from lib.orchestrate import sweep
+from lib.profiles import PROFILES, Profile, profile_seeds  # noqa: E402
+from lib.study import (
+    claims,  # noqa: E402
+    factorial,
+)
 
 PROFILE = "fashion"
 FULL_SIZE = {"data": {"max_train": None}}
@@ -46,7 +51,7 @@ EARLIER_CAP = 12000  # the scale of the committed runs that the whole-set ones r
 
 
 def spec(device: str, out_dir: str, results_dir: str) -> dict:
-    """One `lib.sweep` spec: every run at the whole set, label by label with the seeds inside: the core methods first,
+    """One `lib.orchestrate.sweep` spec: every run at the whole set, label by label with the seeds inside: the core methods first,
     then the factorial's cells, then the other claims runs and Fig. 6b's cells."""
     labels = claims.claim_runs(PROFILE, switch_cells=True)
     first = list(CORE) + [c.label for c in factorial.cells(PROFILE)]  # then the factorial: the gap's "why"
@@ -73,19 +78,20 @@ def export_finished(sp: dict, results_dir: str) -> int:
 def whole_set_profile(max_train: int | None = None):
     """The fashion profile with `max_train` (default None: the whole set, the profile's own) inside this block only:
     `EARLIER_CAP` reads the 12,000-image runs."""
-    data = PROFILES[PROFILE]["data"]
-    saved = data["max_train"]
-    data["max_train"] = max_train
+    saved = PROFILES[PROFILE]
+    spec = saved.to_spec()
+    spec["data"]["max_train"] = max_train
+    PROFILES[PROFILE] = Profile.from_spec(PROFILE, spec)
     try:
         yield
     finally:
-        data["max_train"] = saved
+        PROFILES[PROFILE] = saved
 
 
 def run_labels() -> dict[str, list[str]]:
     """{run folder name: the labels it trains for} (a run can serve several: TAET's own run is also Fig. 7's 8-clean-
     epoch cell), for `--dry-run` to say what each remaining run is for."""
-    from lib.experiments import run_config
+    from lib.profiles import run_config
 
     seeds = profile_seeds(PROFILE)
     with whole_set_profile():
@@ -103,7 +109,7 @@ def clean_epochs(cfg) -> int:
     1; AT-BSL's `clean_epochs`); built with a stand-in context, as config validation does."""
     import torch
 
-    from lib.methods import MethodContext, build_method
+    from lib.core.methods import MethodContext, build_method
 
     method = build_method(cfg.method, cfg.method_args, MethodContext(2, [1, 1], cfg.train.epochs, torch.device("cpu")))
     return sum(method.stage(e) == "clean" for e in range(cfg.train.epochs))
@@ -115,7 +121,7 @@ def estimate_seconds(cfgs, results_dir: str) -> float | None:
     10's. None before any such run has both kinds of epoch."""
     from statistics import median
 
-    from lib.data import long_tail_counts
+    from lib.core.data import long_tail_counts
 
     secs: dict[str, list[float]] = {"clean": [], "adversarial": []}
     for folder in sorted((Path(results_dir) / PROFILE).glob("*")):
@@ -171,8 +177,8 @@ def scale_comparison(whole: dict, results_dir: str, out_dir: str) -> str:
     """A markdown table: each core run's balanced clean and PGD-20 at the whole set (`whole`: the interim report's
     gathered runs) minus at EARLIER_CAP images (read from `results_dir`; `out_dir`: a folder without runs/), and the
     same for TAET − AT-BSL, paired by seed over the seeds whose runs are in at both scales."""
-    from lib.stats import paired_difference
-    from lib.tables import format_table
+    from lib.study.stats import paired_difference
+    from lib.study.tables import format_table
 
     def balanced(g, attack):
         return {k: 100 * doc["results"][attack]["balanced"] for k, doc in {**g["results"], **g["cache"]}.items()}

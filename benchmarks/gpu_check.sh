@@ -28,7 +28,7 @@ if [ ! -d data/cifar-10-batches-py ]; then
   stamp "no CIFAR-10 in data/: a synthetic look-alike at full size in $SYNTH (timings only; its accuracies mean nothing)"
   $PY - "$SYNTH" "$SMALL" <<'PY'
 import sys
-from lib.tiny import write_synthetic_cifar
+from lib.core.synthetic import write_synthetic_cifar
 # CIFAR-10's own 5,000 train images per class, so an epoch has its real length
 write_synthetic_cifar(sys.argv[1], train_per_class=100 if sys.argv[2] == "1" else 5000, test_per_class=100)
 PY
@@ -44,7 +44,7 @@ tail -40 "$OUT/bench.log"
 if [ -n "$SYNTH" ]; then rm -f data/cifar-10-batches-py; rm -rf "$SYNTH"; fi
 
 stamp "2. every method, paper profile at --tiny size, on $DEV"
-ALL=$($PY -c "from lib.experiments import table_methods; print(' '.join(table_methods(include_reference=True)))")
+ALL=$($PY -c "from lib.profiles import table_methods; print(' '.join(table_methods(include_reference=True)))")
 for m in ${METHODS:-$ALL}; do echo $m; done |
   xargs -P 4 -I{} sh -c "timeout ${T_TINY:-150} $PY -m lib train --method {} --profile paper --tiny --device $DEV \
     --out-dir $OUT/tiny --no-progress --evaluate --attacks clean,fgsm,pgd20,pgd100,cw_l2,cw_linf \

@@ -21,7 +21,7 @@ way the official scripts run them (facts taken from the official code; the code 
   correct count per batch), as the official loops log them.
 
 Where the kit computes the same thing differently (vectorised HEL, on-device crop/flip, one generator for
-every random draw), ``lib.bench.numerical_check`` compares the two on identical inputs.
+every random draw), ``lib.bench.runner.numerical_check`` compares the two on identical inputs.
 """
 
 from __future__ import annotations

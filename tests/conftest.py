@@ -7,6 +7,18 @@ import torch
 from torch import nn
 
 
+def pytest_runtest_setup(item):
+    """`@pytest.mark.fashion_mnist`: the test reads Fashion-MNIST's real files, from data/ or the Debian package
+    dataset-fashion-mnist; it skips, with that reason, where neither has them (a fresh machine, CI's first pass)."""
+    if item.get_closest_marker("fashion_mnist") is None:
+        return
+    from lib.core import data
+
+    if data._find_fashion("data") is None:
+        hidden = f" ({data.NO_SYSTEM_DATA_ENV} is set)" if not data.system_data_dirs() else ""
+        pytest.skip(f"needs Fashion-MNIST's IDX files in data/ or `apt-get install dataset-fashion-mnist`{hidden}")
+
+
 class DigitsNet(nn.Module):
     """A tiny conv net for 8x8 one-channel images in [0, 1]; normalisation lives inside the model."""
 
@@ -74,7 +86,7 @@ def small_cfg():
     synthetic data, on the CPU, quiet, no per-class tracking, run folders under root/runs."""
     from dataclasses import replace
 
-    from lib.config import override
+    from lib.core.config import override
     from lib.profiles import profile_config
 
     def make(root, method, epochs=3, max_train=None, **method_args):
@@ -89,7 +101,7 @@ def small_cfg():
 @pytest.fixture(scope="session")
 def train_help_text():
     """The text of `python -m lib train --help` (it lists every registered method and its defaults)."""
-    from lib.__main__ import build_parser
+    from lib.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     return sub.choices["train"].format_help()

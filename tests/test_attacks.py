@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from lib import attacks as A
-from lib.config import ConfigError, EvalConfig
+from lib.core import attacks as A
+from lib.core.config import ConfigError, EvalConfig
 
 EPS = 0.1
 

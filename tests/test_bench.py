@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import lib.attacks as A
-from lib import speed
-from lib.config import ConfigError, TrainConfig
-from lib.models import create_model
+import lib.core.attacks as A
+from lib.core import speed
+from lib.core.config import ConfigError, TrainConfig
+from lib.core.models import create_model
 
 
 def test_bench_quick_writes_json_and_the_numerical_check_holds(tmp_path):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     rc = main(["bench", "--quick", "--device", "cpu", "--threads", "1", "--models", "small_cnn:1x8:b64",
                "--rounds", "1", "--steps", "1", "--warmup", "0", "--no-variants", "--cost-methods", "taet",
@@ -42,14 +42,14 @@ def test_bench_quick_writes_json_and_the_numerical_check_holds(tmp_path):
 
 @pytest.fixture(scope="module")
 def harness():
-    from lib.bench import BenchSettings, Harness, load_reference, parse_model_spec
+    from lib.bench.runner import BenchSettings, Harness, load_reference, parse_model_spec
 
     st = BenchSettings(device="cpu", quick=True, costs=False)
     return Harness(parse_model_spec("small_cnn:1x8:b64", True), st, torch.device("cpu"), load_reference()), st
 
 
 def test_numerical_check_compares_independent_code(harness):
-    from lib.checks import numerical_check
+    from lib.bench.checks import numerical_check
 
     h, st = harness
     nc = numerical_check(h, st)
@@ -61,19 +61,19 @@ def test_numerical_check_compares_independent_code(harness):
 
 
 def test_numerical_check_fails_when_the_kit_computes_something_else(harness, monkeypatch):
-    import lib.losses
-    import lib.methods.taet
-    from lib.checks import numerical_check
+    import lib.core.losses
+    import lib.core.methods.taet
+    from lib.bench.checks import numerical_check
 
     h, st = harness
 
     def hel_excluding_absent(per_sample, targets, num_classes, *args, **kwargs):
         kwargs["absent"] = "exclude"  # averages over present classes: a different loss when a class is missing
-        return lib.losses.__dict__["_orig_hel"](per_sample, targets, num_classes, *args, **kwargs)
+        return lib.core.losses.__dict__["_orig_hel"](per_sample, targets, num_classes, *args, **kwargs)
 
-    monkeypatch.setitem(lib.losses.__dict__, "_orig_hel", lib.losses.hel_loss)
-    monkeypatch.setattr(lib.losses, "hel_loss", hel_excluding_absent)
-    monkeypatch.setattr(lib.methods.taet, "hel_loss", hel_excluding_absent)
+    monkeypatch.setitem(lib.core.losses.__dict__, "_orig_hel", lib.core.losses.hel_loss)
+    monkeypatch.setattr(lib.core.losses, "hel_loss", hel_excluding_absent)
+    monkeypatch.setattr(lib.core.methods.taet, "hel_loss", hel_excluding_absent)
     nc = numerical_check(h, st)
     assert not nc["passed"]
     assert nc["hel"]["abs_diff"] > 1e-4
@@ -183,15 +183,15 @@ def test_fast_optimizer_and_layout_match_the_plain_ones():
 
 
 def test_paper_projection_counts_match_the_data_module():
-    from lib.bench_report import PAPER
-    from lib.data import long_tail_counts
+    from lib.bench.report import PAPER
+    from lib.core.data import long_tail_counts
 
     assert PAPER["train_images"] == sum(long_tail_counts(5000, 10, 10.0))  # CIFAR-10-LT, IR 10
 
 
 def test_cost_measurements_are_set_up_side_by_side_and_timed_one_at_a_time(tmp_path):
-    from lib.costs import measure_costs
-    from lib.experiments import run_config
+    from lib.bench.costs import measure_costs
+    from lib.profiles import run_config
 
     cfgs = [run_config("smoke", m, device="cpu", train={"batch_size": 16}) for m in ("ce", "at", "taet")]
     costs = measure_costs(cfgs, steps=1, prepare_ahead=2)  # two groups: (ce, at), then taet
@@ -212,7 +212,7 @@ def test_cost_measurements_are_set_up_side_by_side_and_timed_one_at_a_time(tmp_p
     ([0.50, 0.52, 0.48], [0.50, 0.54, 0.46], "inconclusive"),  # 0, +2, -2: mean 0, interval [-5.0, 5.0]
 ])
 def test_bf16_check_reads_the_paired_difference_over_seeds(monkeypatch, fp32, bf16, verdict):
-    import lib.checks as checks
+    import lib.bench.checks as checks
 
     asked = []
 
@@ -238,7 +238,7 @@ def test_bf16_check_reads_the_paired_difference_over_seeds(monkeypatch, fp32, bf
 
 
 def test_bf16_check_epochs_override_keeps_forty_percent_clean(monkeypatch):
-    import lib.checks as checks
+    import lib.bench.checks as checks
 
     asked = []
     monkeypatch.setattr(checks, "precision_runs", lambda profile, variants, seeds, **kw: asked.append(variants)
@@ -253,9 +253,10 @@ def test_bf16_check_epochs_override_keeps_forty_percent_clean(monkeypatch):
 def test_bf16_check_trains_through_the_run_cache_and_reuses_it(tmp_path, monkeypatch):
     """Both precisions are ordinary cached runs: the bf16 one hashes apart (its precision), the fp32 one is the
     profile's own run, and a second check trains nothing."""
-    import lib.checks as checks
-    from lib import runs, sweep
-    from lib.experiments import run_config
+    import lib.bench.checks as checks
+    from lib.core import runs
+    from lib.orchestrate import sweep
+    from lib.profiles import run_config
 
     out = checks.bf16_check("smoke", device="cpu", seeds=[0, 1], epochs=1, verbose=False, out_dir=str(tmp_path),
                             workers=1)
@@ -278,9 +279,9 @@ def test_bf16_check_trains_through_the_run_cache_and_reuses_it(tmp_path, monkeyp
 def test_bf16_check_can_read_the_run_cache_alone(monkeypatch):
     """By default committed evidence stands in for fp32 runs; --bf16-check-no-evidence (evidence=False) reads the
     run cache alone, so both precisions are trained on this machine."""
-    import lib.checks as checks
-    import lib.seeded as seeded
-    from lib.__main__ import main
+    import lib.bench.checks as checks
+    import lib.study.seeded as seeded
+    from lib.cli.main import main
 
     asked = []
 
@@ -299,8 +300,8 @@ def test_bf16_check_can_read_the_run_cache_alone(monkeypatch):
 
 
 def test_bf16_check_needs_two_distinct_seeds_before_training(monkeypatch):
-    import lib.checks as checks
-    from lib.__main__ import parse_seeds
+    import lib.bench.checks as checks
+    from lib.cli.main import parse_seeds
 
     monkeypatch.setattr(checks, "precision_runs", lambda *a, **k: pytest.fail("trained despite bad seeds"))
     with pytest.raises(ConfigError, match="at least 2 seeds"):

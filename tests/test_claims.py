@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from lib import claims, runs
-from lib.attacks import describe_attack
+from lib.core import runs
+from lib.core.attacks import describe_attack
+from lib.study import claims
 
 SEEDS = [0, 1, 2]
 
@@ -233,7 +234,7 @@ def test_the_report_is_one_section_and_rewrites_only_the_readme_between_its_mark
 
 
 def test_the_cli_refuses_a_readme_without_markers_before_gathering(tmp_path, capsys):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     bare = tmp_path / "NOTES.md"
     bare.write_text("no markers\n")
@@ -252,7 +253,7 @@ def test_the_cli_refuses_a_readme_without_markers_before_gathering(tmp_path, cap
     (["--scale-check", "--scale-check-seeds", "3"], "at least 2 seeds"),
 ])
 def test_the_cli_refuses_bad_scale_check_seeds_before_training(tmp_path, capsys, args, message):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     assert main(["claims", "--profile", "smoke", "--out-dir", str(tmp_path / "out"), "--results-dir",
                  str(tmp_path / "res"), *args]) == 2
@@ -331,7 +332,7 @@ def test_export_writes_the_evidence_files_without_checkpoints(tmp_path):
 
 
 def test_training_the_missing_runs_goes_through_lib_sweep_with_the_claims_own_configs(tmp_path):
-    from lib import sweep
+    from lib.orchestrate import sweep
 
     keys = [(lbl, s) for lbl in claims.claim_runs("smoke") for s in (0, 1)]
     (spec,) = claims.training_specs("smoke", keys, device="cpu", out_dir=str(tmp_path))
@@ -347,7 +348,7 @@ def test_training_the_missing_runs_goes_through_lib_sweep_with_the_claims_own_co
 
 def test_notebook_08_runs_from_results_alone(tmp_path):
     """`pipeline --only 08` with an empty run cache: the claims table and the factorial come from results/."""
-    from lib.pipeline import NOTEBOOK_DIR, run_notebook
+    from lib.orchestrate.pipeline import NOTEBOOK_DIR, run_notebook
 
     res_dir = tmp_path / "results"
     _fake_all(tmp_path, lambda cfg: res_dir / "smoke" / runs.run_dir(cfg).name)
@@ -377,8 +378,8 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
     hash (or its evaluation settings) would orphan the evidence silently."""
     from pathlib import Path
 
-    from lib.evaluate import read_eval
-    from lib.sweep import cached_result
+    from lib.core.evaluate import read_eval
+    from lib.orchestrate.sweep import cached_result
 
     root = Path(__file__).resolve().parent.parent / claims.RESULTS_DIR
     profiles = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.__main__ import main
+from lib.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from lib import runs
-from lib.__main__ import build_parser, config_from_args
-from lib.config import ConfigError, RunConfig, override
-from lib.experiments import run_config
-from lib.profiles import profile_config
-from lib.sweep import expand_points
-from lib.train import validate
+from lib.cli.main import build_parser, config_from_args
+from lib.core import runs
+from lib.core.config import ConfigError, RunConfig, override
+from lib.core.train import validate
+from lib.orchestrate.sweep import expand_points
+from lib.profiles import profile_config, run_config
 
 SMOKE_TAET = "acdc6db661ba9ca7"  # tests/test_hashes.py: the smoke profile's TAET run, cached under this hash
 

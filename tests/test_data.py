@@ -1,4 +1,4 @@
-"""lib.data: long-tail counts, subsampling, test protocols, loaders (on files in their real format), augmentation."""
+"""lib.core.data: long-tail counts, subsampling, test protocols, loaders (on files in their real format), augmentation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import data as D
-from lib.config import ConfigError, DataConfig
+from lib.core import data as D
+from lib.core.config import ConfigError, DataConfig
 
 # ---------------------------------------------------------------------------------------------------
 # long_tail_counts
@@ -294,7 +294,7 @@ def test_dermamnist_loads_npz_and_is_kept_natural(tmp_path, capsys):
 
 
 def test_notebook06_uses_dermamnist_when_present_else_a_standin_at_its_train_ratio(tmp_path):
-    from lib.experiments import DERMA_TRAIN_RATIO, derma_data
+    from lib.study.experiments import DERMA_TRAIN_RATIO, derma_data
 
     d = {"dataset": "dermamnist", "standin": "digits", "max_test": 100}
     data, label, note = derma_data(d, data_dir=str(tmp_path))
@@ -369,7 +369,23 @@ def test_fashion_mnist_missing_everywhere(tmp_path, monkeypatch):
     assert str(tmp_path / "nowhere") in str(e.value) and "--data-dir" in str(e.value)
 
 
-@pytest.mark.skipif(not os.path.isdir(D.FASHION_MNIST_SYSTEM_DIR), reason="dataset-fashion-mnist not installed")
+def test_no_system_data_hides_the_system_folder(tmp_path, monkeypatch):
+    """TAET_KIT_NO_SYSTEM_DATA: a machine with the Debian package looks like one without it (CI's first pass)."""
+    system = tmp_path / "system"
+    _write_fashion(str(system))
+    monkeypatch.setattr(D, "FASHION_MNIST_SYSTEM_DIR", str(system))
+    monkeypatch.delenv(D.NO_SYSTEM_DATA_ENV, raising=False)
+    assert D.DATASETS["fashion_mnist"](str(tmp_path / "empty"), False).train_x.shape == (20, 1, 28, 28)
+    monkeypatch.setenv(D.NO_SYSTEM_DATA_ENV, "1")
+    with pytest.raises(D.DataError, match=f"{D.NO_SYSTEM_DATA_ENV} is set: {system} not searched"):
+        D.DATASETS["fashion_mnist"](str(tmp_path / "empty"), False)
+    _write_fashion(str(tmp_path / "mine"))  # the user's own --data-dir is still searched
+    assert D.DATASETS["fashion_mnist"](str(tmp_path / "mine"), False).test_x.shape == (10, 1, 28, 28)
+    monkeypatch.setenv(D.NO_SYSTEM_DATA_ENV, "0")  # "0" means not set
+    assert D.system_data_dirs() == [str(system)]
+
+
+@pytest.mark.fashion_mnist
 def test_fashion_mnist_debian_files(tmp_path):
     raw = D.DATASETS["fashion_mnist"](str(tmp_path), False)
     assert raw.train_x.shape == (60000, 1, 28, 28) and raw.test_x.shape == (10000, 1, 28, 28)

@@ -13,8 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from lib import distributed
-from lib.losses import hel_loss
+from lib.core import distributed
+from lib.core.losses import hel_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -86,7 +86,7 @@ RUNNER = """
 import os, sys
 sys.path.insert(0, {root!r})
 import torch.nn as nn
-from lib.models import register_model
+from lib.core.models import register_model
 
 
 class MLP(nn.Module):  # no BatchNorm: per-rank batch statistics would make the runs differ
@@ -107,7 +107,7 @@ def mlp_test(num_classes, *, in_channels=3, image_size=32, pretrained=False):
     return MLP(num_classes, in_channels, image_size)
 
 
-from lib.__main__ import main
+from lib.cli.main import main
 
 args = sys.argv[1:]
 rc = main(args + ["--name", "ddp"])  # under torchrun: DDP on all ranks

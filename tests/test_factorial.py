@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import factorial, runs
-from lib.config import EPS_8, ConfigError
-from lib.methods import MethodContext, build_method
+from lib.core import runs
+from lib.core.config import EPS_8, ConfigError
+from lib.core.methods import MethodContext, build_method
+from lib.core.train import validate
 from lib.profiles import profile_config
-from lib.train import validate
+from lib.study import factorial
 
 # Hashes of today's runs (fp32, CPU): they must not move. smoke's were computed before these switches existed;
 # fashion's were re-pinned when the profile moved to 12,000 images and small_cnn_fc, then to the whole long-tailed
@@ -189,8 +190,8 @@ def test_a_partial_grid_says_when_one_factor_moved_to_atbsls_level_leaves_the_ga
 
 
 def test_an_atbsl_run_with_a_clean_stage_trains_it_first(tmp_path):
-    from lib.experiments import run_config
-    from lib.train import train_run
+    from lib.core.train import train_run
+    from lib.profiles import run_config
 
     cfg = run_config("smoke", "atbsl", device="cpu", out_dir=str(tmp_path), train={"track_every": 0},
                      method_args={"clean_epochs": 1})

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lib import claims, factorial, runs, sweep
-from lib.config import override
-from lib.stats import summarize
+from lib.core import runs
+from lib.core.config import override
+from lib.orchestrate import sweep
+from lib.study import claims, factorial
+from lib.study.stats import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +70,7 @@ def test_the_dry_run_names_what_each_remaining_run_is_for(tmp_path, capsys):
 def test_the_time_left_is_estimated_from_the_whole_set_runs_epochs(tmp_path):
     """Each run left costs its clean epochs at the median clean epoch and the rest at the median adversarial one of
     the whole-set IR-10 runs committed so far, scaled by its train-set size; no estimate before both kinds exist."""
-    from lib.data import long_tail_counts
+    from lib.core.data import long_tail_counts
 
     mod = _script()
     res = tmp_path / "results"
@@ -117,7 +119,7 @@ def test_finished_runs_are_exported_once_and_unfinished_ones_not(tmp_path):
 def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_profile(tmp_path):
     import shutil
 
-    from lib.config import PROFILES
+    from lib.profiles import PROFILES
 
     mod = _script()
     res, committed = tmp_path / "results", ROOT / "results" / "fashion"
@@ -129,9 +131,9 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
     assert copied, "results/fashion holds no whole-set CE or TAET run to read"
     for name in copied + sorted(n for n in at_12k if (committed / n).is_dir()):  # the 12,000-image runs beside them
         shutil.copytree(committed / name, res / "fashion" / name)
-    cap = PROFILES["fashion"]["data"]["max_train"]
+    cap = PROFILES["fashion"].data["max_train"]
     out = mod.interim_report(str(res), str(tmp_path / "report"))
-    assert PROFILES["fashion"]["data"]["max_train"] == cap  # the profile is restored
+    assert PROFILES["fashion"].data["max_train"] == cap  # the profile is restored
     found = {**out["gathered"]["results"], **out["gathered"]["cache"]}
     assert found and {Path(d["folder"]).name for d in found.values()} <= set(copied)  # none of the 12,000-image runs
     assert not out["gathered"]["cache"]  # results/ alone: the report folder holds no runs
@@ -163,7 +165,7 @@ def test_the_interim_report_reads_the_whole_set_runs_alone_and_restores_the_prof
 def test_a_sweep_whose_only_failures_are_divergences_ends_cleanly_and_exports(tmp_path, monkeypatch, capsys):
     """Diverged runs are evidence the claims report: the script says so and exits 0 (and still exports what
     finished); any other failure is raised."""
-    from lib.train import TrainingDiverged
+    from lib.core.train import TrainingDiverged
 
     mod = _script()
     out, res = tmp_path / "out", tmp_path / "results"

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import runs
-from lib.__main__ import main
-from lib.config import override
-from lib.evaluate import evaluate_run
+from lib.cli.main import main
+from lib.core import runs
+from lib.core.config import override
+from lib.core.evaluate import evaluate_run
+from lib.core.train import train_run
 from lib.profiles import profile_config
-from lib.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTACKS = "clean,fgsm,pgd20,cw_l2"
@@ -177,7 +177,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
             evaluate_run(rd, ["clean"], device="cpu", verbose=False)
     assert {p.name: p.stat().st_mtime_ns for p in rd.iterdir() if p.name != ".lock"} == before
     # a holder killed with SIGKILL leaves no stale lock: the kernel drops an flock with its process
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lib import runs\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lib.core import runs\n"
                                f"with runs.run_lock({str(rd)!r}, 'train'):\n print('locked', flush=True); "
                                "time.sleep(60)"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
     try:

@@ -17,14 +17,14 @@ import pytest
 import torch
 from torch import nn
 
-from lib.attacks import autoattack_ta, describe_attack
-from lib.config import ConfigError, DataConfig, RunConfig
-from lib.data import build_data, iterate_batches, resize_images
-from lib.methods import MethodContext, build_method, resolve_method_args
-from lib.models import create_model
+from lib.core.attacks import autoattack_ta, describe_attack
+from lib.core.config import ConfigError, DataConfig, RunConfig
+from lib.core.data import build_data, iterate_batches, resize_images
+from lib.core.methods import MethodContext, build_method, resolve_method_args
+from lib.core.models import create_model
+from lib.core.runs import HASH_NEUTRAL, config_hash
+from lib.core.train import validate
 from lib.profiles import profile_config
-from lib.runs import HASH_NEUTRAL, config_hash
-from lib.train import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def _reference():
 
 
 def _kit_clips_start() -> bool:
-    from lib.checks import kit_clips_normal_start
+    from lib.bench.checks import kit_clips_normal_start
 
     return kit_clips_normal_start()
 
@@ -105,7 +105,7 @@ def test_taet_notebook_profile_is_the_official_protocol():
 
 
 def test_cli_help_lists_the_profile_and_both_autoattacks(capsys):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     for argv in (["train", "--help"], ["evaluate", "--help"]):
         with pytest.raises(SystemExit):
@@ -117,7 +117,7 @@ def test_cli_help_lists_the_profile_and_both_autoattacks(capsys):
 
 
 def test_switches_can_be_swept_by_dotted_keys():
-    from lib.sweep import expand_points
+    from lib.orchestrate.sweep import expand_points
 
     spec = {"profile": "smoke", "device": "cpu",
             "grid": {"method": ["taet", "at"], "method_args.extra_clean_forward": [False, True],
@@ -272,8 +272,8 @@ def _tiny_notebook_cfg(tmp_path, method: str = "taet") -> RunConfig:
 
 
 def test_taet_notebook_trains_and_attacks_at_the_resized_size(tmp_path):
-    from lib.evaluate import evaluate_model
-    from lib.train import train_run
+    from lib.core.evaluate import evaluate_model
+    from lib.core.train import train_run
 
     res = train_run(_tiny_notebook_cfg(tmp_path), verbose=False)
     sizes = set()
@@ -302,17 +302,17 @@ def test_bad_switch_values_fail_before_any_work(tmp_path, change, match):
 
 
 def test_autoattack_ta_without_torchattacks_says_how_to_install(monkeypatch, tmp_path):
-    from lib import evaluate as ev
+    from lib.core import evaluate as ev
 
     monkeypatch.setitem(sys.modules, "torchattacks", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"autoattack_ta needs torchattacks: pip install --no-deps"):
         ev.check_attacks(["clean", "autoattack_ta"])
     # evaluate_run says it before loading the model or the data
     (tmp_path / "run").mkdir()
-    from lib.runs import write_config
+    from lib.core.runs import write_config
 
     write_config(tmp_path / "run", _tiny_notebook_cfg(tmp_path))
-    monkeypatch.setattr("lib.train.load_run", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("lib.core.train.load_run", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(ConfigError, match="torchattacks"):
         ev.evaluate_run(tmp_path / "run", ["autoattack_ta"], device="cpu")
 
@@ -346,7 +346,7 @@ def test_autoattack_ta_agrees_with_a_direct_torchattacks_call():
 
 
 def test_autoattack_ta_settings_are_recorded():
-    from lib.config import EvalConfig
+    from lib.core.config import EvalConfig
 
     d = describe_attack("autoattack_ta", EvalConfig(seed=3))
     assert d["implementation"].startswith("torchattacks") and d["apgd_steps"] == 10 and d["seed"] == 3
@@ -365,7 +365,7 @@ def test_autoattack_ta_bad_input_fails_before_any_attack():
 
 
 def test_cli_flags_set_each_switch():
-    from lib.__main__ import build_parser, config_from_args
+    from lib.cli.main import build_parser, config_from_args
 
     p = build_parser()
     cfg = config_from_args(p.parse_args(["train", "--method", "atbsl", "--resize-before-crop", "64", "--no-normalize",
@@ -379,12 +379,13 @@ def test_cli_flags_set_each_switch():
 
 
 def test_tiny_taet_notebook_keeps_every_switch_at_cpu_sizes():
-    from lib.config import PROFILES
-    from lib.tiny import TINY_RESIZE, TINY_TRAIN_ATTACK_STEPS, tiny_settings
+    from lib.orchestrate.tiny import TINY_RESIZE, TINY_TRAIN_ATTACK_STEPS, tiny_settings
+    from lib.profiles import PROFILES
 
     q = tiny_settings(PROFILES["taet_notebook"])
-    assert q["data"]["resize_before_crop"] == TINY_RESIZE and q["model"]["pretrained"] is False
-    assert q["model"]["normalize"] is False and q["method_args"]["extra_clean_forward"] is True
-    assert q["method_args_by_method"]["atbsl"]["steps"] == TINY_TRAIN_ATTACK_STEPS
-    assert q["train"]["lr"] == pytest.approx(0.1 * q["train"]["batch_size"] / 128)  # same lr per image
-    assert PROFILES["taet_notebook"]["data"]["resize_before_crop"] == 224  # the profile itself is untouched
+    assert q.name == "taet_notebook-tiny" and q.tiny
+    assert q.data["resize_before_crop"] == TINY_RESIZE and q.model["pretrained"] is False
+    assert q.model["normalize"] is False and q.method_args["extra_clean_forward"] is True
+    assert q.method_args_by_method["atbsl"]["steps"] == TINY_TRAIN_ATTACK_STEPS
+    assert q.train["lr"] == pytest.approx(0.1 * q.train["batch_size"] / 128)  # same lr per image
+    assert PROFILES["taet_notebook"].data["resize_before_crop"] == 224  # the profile itself is untouched

@@ -1,6 +1,6 @@
 """Run hashes of the named profiles, pinned: a refactor that changes one would orphan every cached run of it.
 
-Each value is `runs.config_hash(experiments.run_config(profile, method, device="cpu"))` (the profiles give the
+Each value is `runs.config_hash(profiles.run_config(profile, method, device="cpu"))` (the profiles give the
 imbalance ratio as a float), computed from the code that trained the cached runs. A change that is meant to
 change what a profile trains updates its row here and says why in the commit.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from lib import runs
-from lib.experiments import run_config
-from lib.methods import METHODS
+from lib.core import runs
+from lib.core.methods import METHODS
+from lib.profiles import run_config
 
 PINNED = {
     "smoke": {
@@ -55,9 +55,9 @@ PINNED = {
 
 
 def test_the_table_covers_every_profile_and_registered_method():
-    from lib.config import PROFILES
+    from lib.profiles import PROFILES
 
-    named = {p for p, settings in PROFILES.items() if not settings.get("tiny")}  # lib.tiny adds checks, not results
+    named = {p for p, settings in PROFILES.items() if not settings.tiny}  # lib.orchestrate.tiny adds checks, not results
     assert set(PINNED) == named
     for profile, row in PINNED.items():
         assert set(row) == set(METHODS), f"{profile}: add the new method's hash to the table"

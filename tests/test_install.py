@@ -117,14 +117,14 @@ def test_the_check_catches_a_route_without_the_notebook_extras():
 
 # Colab ------------------------------------------------------------------------------------------------
 def test_every_copy_of_the_repository_url_is_lib_colab_s():
-    from lib import colab
+    from lib.orchestrate import colab
 
     found = colab.copies()
     notebooks = [f for f in found if f.endswith(".ipynb")]
     assert len(notebooks) >= 7
     for f, urls in found.items():
         assert urls, f"{f} names no repository"
-        assert set(urls) == {colab.REPO_URL}, f"{f}: {sorted(set(urls))}; run `python -m lib.colab URL`"
+        assert set(urls) == {colab.REPO_URL}, f"{f}: {sorted(set(urls))}; run `python -m lib.orchestrate.colab URL`"
     for f in notebooks:
         assert len(found[f]) == 2  # the setup cell's KIT_REPO and the badge
 
@@ -132,11 +132,11 @@ def test_every_copy_of_the_repository_url_is_lib_colab_s():
 def test_set_repo_rewrites_every_copy(tmp_path):
     import shutil
 
-    from lib import colab
+    from lib.orchestrate import colab
 
-    for sub in ("lib", "notebooks"):
-        (tmp_path / sub).mkdir()
-    shutil.copy(ROOT / "lib" / "colab.py", tmp_path / "lib" / "colab.py")
+    for sub in ("lib/orchestrate", "notebooks"):
+        (tmp_path / sub).mkdir(parents=True)
+    shutil.copy(ROOT / "lib" / "orchestrate" / "colab.py", tmp_path / "lib" / "orchestrate" / "colab.py")
     for nb in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"):
         shutil.copy(nb, tmp_path / "notebooks" / nb.name)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
@@ -144,7 +144,7 @@ def test_set_repo_rewrites_every_copy(tmp_path):
     assert len(changed) >= 9
     found = colab.copies(tmp_path)
     assert {u for urls in found.values() for u in urls} == {"https://github.com/someone/taet-kit"}
-    assert 'REPO_URL = "https://github.com/someone/taet-kit"' in (tmp_path / "lib" / "colab.py").read_text()
+    assert 'REPO_URL = "https://github.com/someone/taet-kit"' in (tmp_path / "lib" / "orchestrate" / "colab.py").read_text()
     for nb in (tmp_path / "notebooks").glob("*.ipynb"):
         json.loads(nb.read_text())  # still valid JSON
     with pytest.raises(SystemExit, match="not a GitHub repository URL"):
@@ -200,7 +200,7 @@ def test_colab_setup_cell_clones_once_and_downloads(monkeypatch, tmp_path):
 
 
 def test_readme_promises_match_the_defaults():
-    from lib.config import DataConfig
+    from lib.core.config import DataConfig
 
     text = (ROOT / "README.md").read_text()
     if DataConfig().dataset != "cifar10":

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.config import ConfigError
-from lib.losses import balanced_softmax_loss, class_mean_losses, hel_loss, hel_terms
+from lib.core.config import ConfigError
+from lib.core.losses import balanced_softmax_loss, class_mean_losses, hel_loss, hel_terms
 
 # Per-sample losses 1, 3 (class 0), 2 (class 1), 4 (class 2); class 3 absent from the batch.
 LOSS = torch.tensor([1.0, 3.0, 2.0, 4.0])

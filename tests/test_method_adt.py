@@ -6,9 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lib.methods import MethodContext, build_method
-from lib.methods.adt import adt_entropy, adt_exp_perturb, adt_sample
-from lib.models import create_model
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.adt import adt_entropy, adt_exp_perturb, adt_sample
+from lib.core.models import create_model
 
 
 def test_entropy_estimate_by_hand():

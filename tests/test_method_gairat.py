@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.config import ConfigError
-from lib.methods import MethodContext, build_method, resolve_method_args
-from lib.methods.gairat import ga_pgd, gair_weights, gairat_loss
-from lib.train import train_run
+from lib.core.config import ConfigError
+from lib.core.methods import MethodContext, build_method, resolve_method_args
+from lib.core.methods.gairat import ga_pgd, gair_weights, gairat_loss
+from lib.core.train import train_run
 
 LN2, LN3, LN4 = math.log(2.0), math.log(3.0), math.log(4.0)
 

@@ -6,10 +6,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lib.methods import MethodContext, build_method
-from lib.methods.he import CosineLinear, he_loss
-from lib.models import create_model
-from lib.train import load_run, train_run
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.he import CosineLinear, he_loss
+from lib.core.models import create_model
+from lib.core.train import load_run, train_run
 
 
 def test_he_loss_by_hand():

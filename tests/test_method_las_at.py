@@ -7,10 +7,10 @@ import math
 
 import torch
 
-from lib.methods import MethodContext, build_method
-from lib.methods.las_at import label_smoothed_ce, las_reward, per_example_pgd, sample_actions
-from lib.models import create_model
-from lib.train import train_run
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.las_at import label_smoothed_ce, las_reward, per_example_pgd, sample_actions
+from lib.core.models import create_model
+from lib.core.train import train_run
 
 FAST = {"strategy_arch": "small_cnn", "interval": 3}
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.methods import MethodContext, build_method
-from lib.methods.mart import mart_loss
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.mart import mart_loss
 
 
 def test_loss_by_hand():

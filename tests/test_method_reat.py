@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.config import override
-from lib.methods import MethodContext, build_method
-from lib.methods.reat import (
+from lib.core.config import override
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.reat import (
     rbl_attack,
     rbl_loss,
     rbl_weights,
@@ -18,9 +18,9 @@ from lib.methods.reat import (
     tail_class_weights,
     tail_loss,
 )
-from lib.models import create_model
+from lib.core.models import create_model
+from lib.core.train import train_run
 from lib.profiles import profile_config
-from lib.train import train_run
 
 
 def test_official_defaults():

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib.config import override
-from lib.evaluate import evaluate_run
-from lib.methods import MethodContext, build_method
-from lib.methods.robal import (
+from lib.core.config import override
+from lib.core.evaluate import evaluate_run
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.robal import (
     AdjustedLogits,
     CosineClassifier,
     class_margins,
@@ -19,9 +19,9 @@ from lib.methods.robal import (
     robal_loss,
     trades_kl,
 )
-from lib.models import create_model
+from lib.core.models import create_model
+from lib.core.train import load_run, train_run
 from lib.profiles import profile_config
-from lib.train import load_run, train_run
 
 COUNTS = [4, 2, 1]  # prior π = (4/7, 2/7, 1/7), n / n_min = (4, 2, 1)
 
@@ -172,7 +172,7 @@ def test_checkpoint_reloads_into_a_prepared_model_and_evaluates_adjusted(tmp_pat
 
 
 def test_bad_settings_are_refused():
-    from lib.config import ConfigError
+    from lib.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="start"):
         build_method("robal", {"start": "gaussian"}, _ctx())

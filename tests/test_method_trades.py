@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.methods import MethodContext, build_method
-from lib.methods.trades import kl_rows, trades_attack, trades_loss
+from lib.core.methods import MethodContext, build_method
+from lib.core.methods.trades import kl_rows, trades_attack, trades_loss
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 

@@ -13,9 +13,9 @@ import math
 import pytest
 import torch
 
-from lib.data import long_tail_counts
-from lib.methods import METHODS, MethodContext, build_method
-from lib.models import create_model
+from lib.core.data import long_tail_counts
+from lib.core.methods import METHODS, MethodContext, build_method
+from lib.core.models import create_model
 
 NAMES = sorted(METHODS)
 EPOCHS = 4

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from lib.metrics import accuracy, balanced_accuracy, balanced_robustness, per_class_recall
+from lib.core.metrics import accuracy, balanced_accuracy, balanced_robustness, per_class_recall
 
 
 def test_balanced_accuracy_matches_sklearn():

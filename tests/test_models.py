@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import models
-from lib.config import ConfigError
-from lib.models import MODELS, NormalizedModel, count_parameters, create_model, list_models
+from lib.core import models
+from lib.core.config import ConfigError
+from lib.core.models import MODELS, NormalizedModel, count_parameters, create_model, list_models
 
 SCRATCH = ["resnet18", "preact_resnet18", "wrn34_10", "small_cnn"]
 TORCHVISION = ["resnet50_tv", "vit_b16"]

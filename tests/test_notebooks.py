@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib.pipeline import NOTEBOOK_DIR, PipelineError, notebooks, run_pipeline
+from lib.orchestrate.pipeline import NOTEBOOK_DIR, PipelineError, notebooks, run_pipeline
 
 EXPECTED = ["01_atbsl_analysis", "02_taet_training", "03_ir_sweep", "04_ablations", "05_tsne", "06_dermamnist",
             "07_efficiency", "08_claims_check"]
@@ -36,7 +36,7 @@ def test_notebook_is_stored_without_outputs_and_has_parameters(path):
 def test_experiments_all_lists_exactly_what_the_notebooks_call():
     import re
 
-    import lib.experiments as ex
+    import lib.study.experiments as ex
 
     used = {m for p in notebooks() for m in re.findall(r"\bex\.(\w+)", p.read_text())}
     assert sorted(ex.__all__) == sorted(used)
@@ -116,7 +116,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
-    from lib.experiments import table_methods
+    from lib.profiles import table_methods
 
     out = tmp_path / "outputs"
     report = run_pipeline("smoke", out_dir=str(out), device="cpu")
@@ -170,10 +170,10 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     assert all(f"{f}.png" in index for f in figures) and "table1_balanced" in index and "<table>" in index
     # notebooks share runs: 02's AT-BSL run is the one 01 trained (one folder per config and seed; 08's factorial
     # adds AT-BSL variants of its own, each in its own folder)
-    from lib import runs
-    from lib.config import override
-    from lib.experiments import run_config
-    from lib.train import validate
+    from lib.core import runs
+    from lib.core.config import override
+    from lib.core.train import validate
+    from lib.profiles import run_config
 
     atbsl_runs = [p for p in (out / "runs").iterdir() if p.name.startswith("atbsl-digits-ir10-")]
     hashes = [json.loads((p / "config.json").read_text())["hash"] for p in atbsl_runs]
@@ -185,7 +185,7 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
 
 
 def test_index_renders_tables_as_html_with_the_claims_table_first(tmp_path):
-    from lib.pipeline import write_index
+    from lib.orchestrate.pipeline import write_index
 
     tables = tmp_path / "tables"
     tables.mkdir()

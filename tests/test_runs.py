@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
-from lib import runs
-from lib.config import ConfigError, override
-from lib.methods import get_method_class
+from lib.core import runs
+from lib.core.config import ConfigError, override
+from lib.core.methods import get_method_class
+from lib.core.train import train_run, validate
 from lib.profiles import profile_config
-from lib.train import train_run, validate
 
 
 def base_cfg(method="taet"):
@@ -91,7 +91,7 @@ def test_a_method_version_bump_invalidates_its_runs_only(tmp_path, monkeypatch):
 def test_eval_results_are_cached_per_attack_with_their_settings(tmp_path):
     """Eval settings stay out of the run hash: each attack's result carries its settings and seed, and only
     the attacks whose settings changed are recomputed (the trained run is reused as it is)."""
-    from lib.evaluate import evaluate_run, with_eval_overrides
+    from lib.core.evaluate import evaluate_run, with_eval_overrides
 
     cfg = override(base_cfg("at"), _one_quiet_cpu_epoch(tmp_path))
     rd = train_run(cfg, verbose=False).run_dir
@@ -108,7 +108,7 @@ def test_eval_results_are_cached_per_attack_with_their_settings(tmp_path):
 
 
 def test_a_profile_attack_scale_multiplies_every_attack_size():
-    from lib.methods import resolve_method_args
+    from lib.core.methods import resolve_method_args
 
     assert profile_config("demo", "taet").eval.eps == pytest.approx(32 / 255)  # demo: 4x the paper's 8/255
     assert profile_config("demo", "taet").eval.pgd_step_size == pytest.approx(4 / 255)
@@ -125,8 +125,8 @@ def test_a_profile_attack_scale_multiplies_every_attack_size():
 
 
 def test_a_switch_at_its_neutral_value_leaves_the_hash_of_cached_runs_unchanged(monkeypatch):
-    from lib.config import RunConfig
-    from lib.runs import HASH_NEUTRAL, config_hash
+    from lib.core.config import RunConfig
+    from lib.core.runs import HASH_NEUTRAL, config_hash
 
     before = config_hash(RunConfig(method="taet", method_args={"alpha": 0.1}))
     monkeypatch.setitem(HASH_NEUTRAL, ("method_args", "new_switch"), False)
@@ -137,7 +137,7 @@ def test_a_switch_at_its_neutral_value_leaves_the_hash_of_cached_runs_unchanged(
 
 
 def test_export_copies_the_evidence_files_of_finished_runs_and_no_weights(tmp_path, capsys):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     done, unfinished = tmp_path / "runs" / "taet-a-s0-1", tmp_path / "runs" / "taet-a-s1-2"
     for d in (done, unfinished):

@@ -5,9 +5,12 @@ import math
 
 import pytest
 
-from lib import runs, seeded
-from lib.config import ConfigError
-from lib.experiments import ranking_reading, robustness_table, run_config, sweep_reading, tail_table
+from lib import profiles
+from lib.core import runs
+from lib.core.config import ConfigError
+from lib.profiles import run_config
+from lib.study import seeded
+from lib.study.experiments import ranking_reading, robustness_table, sweep_reading, tail_table
 
 COUNTS = (50, 20, 10, 10)
 
@@ -97,7 +100,7 @@ def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_repo
 def test_table4_grid_is_the_papers_every_weight_01_or_005():
     from itertools import product
 
-    from lib.config import notebook_settings
+    from lib.profiles import notebook_settings
 
     for profile in ("paper", "demo", "fashion"):
         grid = notebook_settings(profile)["hel_grid"]
@@ -107,7 +110,7 @@ def test_table4_grid_is_the_papers_every_weight_01_or_005():
 
 
 def test_table4_in_the_papers_layout_puts_beta_in_rows_and_alpha_gamma_in_columns():
-    from lib.config import HEL_GRID
+    from lib.profiles import HEL_GRID
 
     # PGD-20 of each cell at seeds 0 and 1: 40 + 2i and 44 + 2i (%), i the cell's place in the paper's grid
     grid = {f"cell {i}": {0: doc(0.9, (40 + 2 * i) / 100), 1: doc(0.9, (44 + 2 * i) / 100)} for i in range(8)}
@@ -187,7 +190,7 @@ def test_series_give_the_spread_for_error_bars():
 
 
 def test_figures_draw_the_spread_and_do_not_blow_up_a_small_gap():
-    from lib import plots
+    from lib.study import plots
 
     fig = plots.grouped_bars(["a", "b"], {"PGD-20": [50.0, 52.0]}, errors={"PGD-20": [2.0, 1.0]}, ylabel="%",
                              title="t")
@@ -225,7 +228,7 @@ def test_every_seed_is_trained_through_one_sweep_and_seed_zero_is_the_single_run
 
 
 def test_per_class_curves_over_seeds_band_the_tail_classes():
-    from lib import plots
+    from lib.study import plots
 
     def history(shift):
         return [{"epoch": e, **{f"{k}_c{c}": min(1.0, 0.1 * c + 0.2 * e + shift) for k in ("clean", "pgd")
@@ -242,8 +245,8 @@ def test_per_class_curves_over_seeds_band_the_tail_classes():
 def test_silhouette_is_nan_where_undefined_and_nan_survives_combining():
     import numpy as np
 
-    from lib.experiments import separation_table
-    from lib.seeded import combine_tables
+    from lib.study.experiments import separation_table
+    from lib.study.seeded import combine_tables
 
     xy = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
     _, ok = separation_table({"m": (xy, np.array([0, 0, 1, 1]))})
@@ -253,35 +256,3 @@ def test_silhouette_is_nan_where_undefined_and_nan_survives_combining():
     assert combine_tables([(header, ok), (header, one_each)])[1][0][1] == "nan"
 
 
-def test_reduced_scale_merges_its_overrides_and_is_none_where_a_profile_has_none():
-    assert seeded.reduced_scale("demo") is None and seeded.reduced_scale("paper") is None
-    red = seeded.reduced_scale("fashion")
-    assert red == {"overrides": {"data": {"max_train": 2000}, "train": {"track_every": 0}}, "seeds": [0],
-                   "full_scale_methods": ["ce", "at", "atbsl", "taet"], "ablations": ["table4"]}
-    variants = {"taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50}, "train": {"epochs": 5}},
-                "BCL": {"beta": 0.0}}
-    assert seeded.at_reduced(variants, red) == {
-        "taet @ IR 50": {"method": "taet", "data": {"imbalance_ratio": 50, "max_train": 2000},
-                         "train": {"epochs": 5, "track_every": 0}},
-        "BCL": {"beta": 0.0, "data": {"max_train": 2000}, "train": {"track_every": 0}}}
-    assert variants["BCL"] == {"beta": 0.0}  # the caller's dicts are not changed
-    # the reduced runs are other runs than the profile's own (another hash and folder), the same seed otherwise
-    small = run_config("fashion", "taet", data={"max_train": 2000}, train={"track_every": 0})
-    assert runs.run_dir(small) != runs.run_dir(run_config("fashion", "taet")) and small.data.max_train == 2000
-
-
-def test_a_reduced_scale_with_an_unknown_key_or_bad_seeds_is_refused(monkeypatch):
-    from lib import config
-
-    nb = {**config.PROFILES["smoke"]["notebooks"], "reduced": {"overrides": {}, "seed": [0]}}
-    monkeypatch.setitem(config.PROFILES, "smoke", {**config.PROFILES["smoke"], "notebooks": nb})
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['seed'\] in notebooks.reduced"):
-        seeded.reduced_scale("smoke")
-    nb["reduced"] = {"seeds": [0, 0]}
-    with pytest.raises(ConfigError, match="reduced seeds"):
-        seeded.reduced_scale("smoke")
-    nb["reduced"] = {"ablations": ["table4", "fig9"]}
-    with pytest.raises(ConfigError, match="notebook 04's studies are table4, fig6b and fig7"):
-        seeded.reduced_scale("smoke")
-    nb["reduced"] = {}
-    assert seeded.reduced_scale("smoke") is None

@@ -1,12 +1,12 @@
-"""lib.stats against hand-computed values (t quantiles from printed tables: t(3, 0.975) = 3.182446,
+"""lib.study.stats against hand-computed values (t quantiles from printed tables: t(3, 0.975) = 3.182446,
 t(1, 0.975) = 12.706205, t(4, 0.95) = 2.131847)."""
 
 import math
 
 import pytest
 
-from lib.config import ConfigError
-from lib.stats import bonferroni_level, paired_difference, summarize, verdict
+from lib.core.config import ConfigError
+from lib.study.stats import bonferroni_level, paired_difference, summarize, verdict
 
 
 def test_summarize_four_values_by_hand():
@@ -67,7 +67,8 @@ def test_bad_input_is_refused_with_a_clear_message():
 
 
 def test_profiles_name_their_seeds_and_bad_seed_lists_are_refused():
-    from lib.config import check_seeds, profile_seeds
+    from lib.core.errors import check_seeds
+    from lib.profiles import profile_seeds
 
     assert profile_seeds("smoke") == [0, 1] and profile_seeds("demo") == [0]
     assert len(profile_seeds("fashion")) >= 3 and len(profile_seeds("paper")) == 3

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lib import runs
-from lib.__main__ import main
-from lib.config import ConfigError
-from lib.experiments import run_config
-from lib.sweep import SweepError, expand, expand_points, load_spec, nest, run_sweep
+from lib.cli.main import main
+from lib.core import runs
+from lib.core.config import ConfigError
+from lib.orchestrate.sweep import SweepError, expand, expand_points, load_spec, nest, run_sweep
+from lib.profiles import run_config
 
 
 def spec(tmp_path, **kw):
@@ -29,7 +29,7 @@ def test_grid_expands_to_the_notebooks_run_configs(tmp_path):
     assert len(cfgs) == 6  # AT-BSL has no alpha: its two alpha points are one run
     t = cfgs[1]
     assert (t.method, t.data.imbalance_ratio, t.method_args["alpha"], t.train.seed) == ("taet", 10.0, 0.2, 0)
-    # the same config (and so the same hash and folder) the notebooks build with lib.experiments.run_config
+    # the same config (and so the same hash and folder) the notebooks build with lib.profiles.run_config
     same = run_config("smoke", "taet", device="cpu", out_dir=str(tmp_path / "out"), data={"imbalance_ratio": 10.0},
                       train={"epochs": 1, "track_every": 0}, method_args={"ce_epochs": 0, "alpha": 0.2})
     assert runs.run_dir(t) == runs.run_dir(same) and runs.config_hash(t) == runs.config_hash(same)
@@ -122,7 +122,7 @@ def test_cli_sweep_with_a_json_spec(tmp_path, capsys):
 def test_default_workers_is_one_single_thread_process_per_core_on_a_cpu_and_one_on_a_gpu(monkeypatch):
     import os
 
-    from lib.sweep import default_workers
+    from lib.orchestrate.sweep import default_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     assert default_workers("cpu") == 6

@@ -1,7 +1,7 @@
 """Tables from eval documents: Table 1 (balanced), Table 2 (rarest classes), the demo's comparison, sweeps."""
 
-from lib.experiments import robustness_table, tail_table, wall_table
-from lib.tables import comparison_rows, format_table, rarest_classes
+from lib.study.experiments import robustness_table, tail_table, wall_table
+from lib.study.tables import comparison_rows, format_table, rarest_classes
 
 
 def doc(clean, pgd, per_class_pgd, counts=(50, 20, 10, 10)):

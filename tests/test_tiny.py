@@ -11,20 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from lib import config, data, tiny
-from lib.attacks import describe_attack, get_attack
-from lib.config import PROFILES, ConfigError, EvalConfig
-from lib.profiles import profile_config
+from lib import profiles
+from lib.core import config, data, synthetic
+from lib.core.attacks import describe_attack, get_attack
+from lib.core.config import ConfigError, EvalConfig
+from lib.orchestrate import tiny
+from lib.profiles import PROFILES, profile_config
 
 
 @pytest.fixture
 def fresh_profiles(monkeypatch, tmp_path):
     """PROFILES restored after the test; synthetic data written under tmp_path instead of the system's temp."""
-    monkeypatch.setattr(config, "PROFILES", dict(PROFILES))
-    monkeypatch.setattr(tiny, "PROFILES", config.PROFILES)
+    saved = dict(profiles.PROFILES)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    return tmp_path
+    yield tmp_path
+    profiles.PROFILES.clear()
+    profiles.PROFILES.update(saved)
 
 
 def test_tiny_paper_keeps_every_choice_and_shrinks_only_sizes(fresh_profiles):
@@ -43,17 +46,17 @@ def test_tiny_paper_keeps_every_choice_and_shrinks_only_sizes(fresh_profiles):
     assert small.train.epochs == 3 and small.method_args["ce_epochs"] == 1  # 40 of 100 -> 1 of 3: stage 1 kept
     assert small.data.max_test == 10 and small.data.max_train == 12 and small.eval.max_steps == 1
     assert small.method_args["steps"] == tiny.TINY_TRAIN_ATTACK_STEPS and full.method_args.get("steps", 10) == 10
-    nb = config.notebook_settings(name)
+    nb = profiles.notebook_settings(name)
     assert nb["derma"]["arch"] == "vit_b16" and nb["derma"]["pretrained"] is True  # ViT-B/16 at 224 kept
     assert nb["irs"] == [10, 100] and nb["ce_epochs_grid"] == [0, 1, 2]
-    assert config.profile_seeds(name) == [0]
+    assert profiles.profile_seeds(name) == [0]
 
 
 @pytest.mark.parametrize("profile", ["paper", "taet_notebook"])
 def test_every_method_accepts_the_tiny_settings_of_the_profile(fresh_profiles, profile):
     """What the tiny pipeline trains must pass each method's own checks (GAIRAT needs >= 2 attack steps)."""
-    from lib.methods import METHODS
-    from lib.train import validate
+    from lib.core.methods import METHODS
+    from lib.core.train import validate
 
     name = tiny.prepare_profile(profile, tiny=True, data_dir=str(fresh_profiles / "empty"))
     for method in METHODS:
@@ -61,14 +64,14 @@ def test_every_method_accepts_the_tiny_settings_of_the_profile(fresh_profiles, p
 
 
 def test_without_tiny_nothing_changes(fresh_profiles):
-    before = {k: dict(v) for k, v in config.PROFILES.items()}
+    before = dict(profiles.PROFILES)
     assert tiny.prepare_profile("demo") == "demo"
-    assert {k: dict(v) for k, v in config.PROFILES.items()} == before
+    assert profiles.PROFILES == before
 
 
 def test_synthetic_cifar_can_be_written_at_other_sizes(tmp_path):
     """benchmarks/gpu_check.sh writes CIFAR-10's own 5,000 per class so timed epochs have their real length."""
-    tiny.write_synthetic_cifar(str(tmp_path), train_per_class=250, test_per_class=3)
+    synthetic.write_synthetic_cifar(str(tmp_path), train_per_class=250, test_per_class=3)
     raw = data.load_cifar10(str(tmp_path), False)
     assert torch.bincount(raw.train_y).tolist() == [250] * 10 and torch.bincount(raw.test_y).tolist() == [3] * 10
 
@@ -76,11 +79,11 @@ def test_synthetic_cifar_can_be_written_at_other_sizes(tmp_path):
 def test_synthetic_cifar_is_read_by_torchvision_with_its_checksums(tmp_path):
     from torchvision.datasets import CIFAR10
 
-    tiny.write_synthetic_cifar(str(tmp_path))
+    synthetic.write_synthetic_cifar(str(tmp_path))
     folder = tmp_path / "cifar-10-batches-py"
     assert sorted(os.listdir(folder)) == sorted([f for f, _ in CIFAR10.train_list + CIFAR10.test_list]
-                                                + ["batches.meta", tiny.SYNTHETIC_MARKER])
-    cls = tiny.synthetic_checksums(CIFAR10, str(folder))
+                                                + ["batches.meta", synthetic.SYNTHETIC_MARKER])
+    cls = synthetic.synthetic_checksums(CIFAR10, str(folder))
     assert issubclass(cls, CIFAR10) and cls is not CIFAR10
     raw = data.load_cifar10(str(tmp_path), False)
     assert raw.train_x.shape == (1000, 3, 32, 32) and raw.train_x.dtype == torch.uint8
@@ -99,7 +102,7 @@ def test_synthetic_cifar_is_read_by_torchvision_with_its_checksums(tmp_path):
 
 
 def test_synthetic_dermamnist_is_read_by_medmnist_and_long_tailed(tmp_path):
-    tiny.write_synthetic_dermamnist(str(tmp_path))
+    synthetic.write_synthetic_dermamnist(str(tmp_path))
     raw = data.load_dermamnist(str(tmp_path), False)
     assert raw.train_x.shape[1:] == (3, 28, 28) and raw.num_classes == 7
     counts = torch.bincount(raw.train_y, minlength=7).tolist()
@@ -109,20 +112,19 @@ def test_synthetic_dermamnist_is_read_by_medmnist_and_long_tailed(tmp_path):
 
 def test_tiny_refuses_a_data_set_it_cannot_synthesise_before_writing(fresh_profiles, monkeypatch):
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", str(fresh_profiles / "nowhere"))
-    config.PROFILES["fashion"] = dict(PROFILES["fashion"])
     with pytest.raises(ConfigError, match="--tiny cannot synthesise data set 'fashion_mnist'"):
         tiny.prepare_profile("fashion", tiny=True, data_dir=str(fresh_profiles / "empty"))
     assert os.listdir(fresh_profiles / "tmp") == []  # nothing half-written
-    assert "fashion-tiny" not in config.PROFILES
+    assert "fashion-tiny" not in profiles.PROFILES
 
 
 def test_tiny_uses_real_files_when_present(fresh_profiles):
     real = fresh_profiles / "real"
-    tiny.write_synthetic_dermamnist(str(real))
-    os.remove(real / tiny.SYNTHETIC_MARKER)  # stands for a real dermamnist.npz
+    synthetic.write_synthetic_dermamnist(str(real))
+    os.remove(real / synthetic.SYNTHETIC_MARKER)  # stands for a real dermamnist.npz
     folder = tiny.tiny_data_dir(tiny.tiny_settings(PROFILES["paper"]), str(real))
     assert os.path.realpath(os.path.join(folder, "dermamnist.npz")) == str(real / "dermamnist.npz")
-    assert os.path.isfile(os.path.join(folder, "cifar-10-batches-py", tiny.SYNTHETIC_MARKER))
+    assert os.path.isfile(os.path.join(folder, "cifar-10-batches-py", synthetic.SYNTHETIC_MARKER))
 
 
 def _counting_model():
@@ -155,7 +157,7 @@ def test_autoattack_cap_is_recorded_only_when_set():
 
 
 def test_pipeline_paper_without_cifar_offline_stops_in_one_line(tmp_path, capsys):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     out = tmp_path / "out"
     code = main(["pipeline", "--profile", "paper", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(out)])
@@ -166,7 +168,7 @@ def test_pipeline_paper_without_cifar_offline_stops_in_one_line(tmp_path, capsys
 
 
 def test_autoattack_on_cpu_with_a_large_test_set_says_how_long(monkeypatch):
-    from lib import preflight
+    from lib.orchestrate import preflight
 
     with pytest.raises(ConfigError, match=r"AutoAttack on 10000 test images on the CPU: at least 13\.9 h"):
         preflight.check_autoattack_time("paper", "cpu", measure=lambda *a: 0.05)
@@ -176,14 +178,14 @@ def test_autoattack_on_cpu_with_a_large_test_set_says_how_long(monkeypatch):
 
 
 def test_seconds_per_pass_is_measured():
-    from lib.preflight import seconds_per_pass
+    from lib.orchestrate.preflight import seconds_per_pass
 
     s = seconds_per_pass("small_cnn", (1, 8, 8), 10)
     assert 0 < s < 1
 
 
 def test_index_of_a_tiny_run_says_so(tmp_path):
-    from lib.pipeline import TINY_BANNER, write_index
+    from lib.orchestrate.pipeline import TINY_BANNER, write_index
 
     (tmp_path / "notebooks").mkdir()
     text = write_index(tmp_path, tiny=True).read_text()
@@ -192,14 +194,14 @@ def test_index_of_a_tiny_run_says_so(tmp_path):
 
 
 def test_train_tiny_needs_a_profile(capsys):
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     assert main(["train", "--tiny"]) == 2
     assert "--profile paper --tiny" in capsys.readouterr().err
 
 
 def test_synthetic_images_are_learnable_class_prototypes(tmp_path):
-    tiny.write_synthetic_cifar(str(tmp_path))
+    synthetic.write_synthetic_cifar(str(tmp_path))
     raw = data.load_cifar10(str(tmp_path), False)
     x = raw.train_x.float().flatten(1)
     means = torch.stack([x[raw.train_y == c].mean(0) for c in range(10)])
@@ -211,7 +213,8 @@ def test_synthetic_images_are_learnable_class_prototypes(tmp_path):
 def test_figures_of_a_tiny_run_are_stamped(tmp_path):
     from matplotlib.figure import Figure
 
-    from lib.plots import TINY_MARKER, save_figure
+    from lib.orchestrate.tiny import TINY_MARKER
+    from lib.study.plots import save_figure
 
     plain, small = Figure(), Figure()
     save_figure(plain, "f", str(tmp_path / "full"))
@@ -226,40 +229,39 @@ def test_figures_of_a_tiny_run_are_stamped(tmp_path):
 def test_demo_stands_in_with_the_bundled_digits_on_every_machine(tmp_path):
     """Notebook 06 in the demo profile: digits, whether or not Fashion-MNIST is installed (it made 06 take 6-8 of
     the demo's minutes), long-tailed at DermaMNIST's ratio."""
-    from lib import experiments as ex
+    from lib.study import experiments as ex
 
-    d = config.notebook_settings("demo")["derma"]
+    d = profiles.notebook_settings("demo")["derma"]
     picked, label, note = ex.derma_data(d, str(tmp_path / "data"))
     assert picked["dataset"] == "digits" and "digits" in label
-    cfg = ex.run_config("demo", "taet", data=picked, out_dir=str(tmp_path / "out"))
+    cfg = profiles.run_config("demo", "taet", data=picked, out_dir=str(tmp_path / "out"))
     b = data.build_data(cfg.data, verbose=False)
     assert b.class_counts[0] / b.class_counts[-1] > 20  # long-tailed at DermaMNIST's ratio
 
 
 def test_a_standin_list_falls_back_past_a_missing_fashion_mnist(monkeypatch, tmp_path):
     """A list of stand-ins takes the first that loads, and the note says which one was missing."""
-    from lib import experiments as ex
+    from lib.study import experiments as ex
 
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-such-package"))
-    d = {**config.notebook_settings("demo")["derma"], "standin": ["fashion_mnist", "digits"]}
+    d = {**profiles.notebook_settings("demo")["derma"], "standin": ["fashion_mnist", "digits"]}
     picked, label, note = ex.derma_data(d, str(tmp_path / "data"))
     assert picked["dataset"] == "digits" and "digits" in label
     assert "fashion_mnist" in note and "not available either" in note
 
 
+@pytest.mark.fashion_mnist
 def test_a_standin_list_uses_fashion_mnist_when_the_package_is_there():
-    from lib import experiments as ex
+    from lib.study import experiments as ex
 
-    if data._find_fashion("data") is None:
-        pytest.skip("dataset-fashion-mnist is not installed here")
-    d = {**config.notebook_settings("demo")["derma"], "standin": ["fashion_mnist", "digits"]}
+    d = {**profiles.notebook_settings("demo")["derma"], "standin": ["fashion_mnist", "digits"]}
     picked, _, _ = ex.derma_data(d)
     assert picked["dataset"] == "fashion_mnist"
 
 
 def test_pipeline_passes_tiny_data_dir_and_download_to_every_notebook(fresh_profiles, monkeypatch, tmp_path):
-    from lib import pipeline
-    from lib.plots import TINY_MARKER
+    from lib.orchestrate import pipeline
+    from lib.orchestrate.tiny import TINY_MARKER
 
     seen = []
 
@@ -284,7 +286,7 @@ def test_pipeline_passes_tiny_data_dir_and_download_to_every_notebook(fresh_prof
 def test_train_tiny_shrinks_the_named_profile(fresh_profiles, tmp_path, capsys):
     import json
 
-    from lib.__main__ import main
+    from lib.cli.main import main
 
     out = tmp_path / "runs"
     assert main(["train", "--profile", "smoke", "--tiny", "--method", "taet", "--out-dir", str(out),
@@ -308,7 +310,7 @@ def test_tiny_fashion_links_the_idx_files_it_found(fresh_profiles):
         with gzip.open(src / f"{stem}.gz", "wb") as f:
             f.write(head + arr.tobytes())
     name = tiny.prepare_profile("fashion", tiny=True, data_dir=str(src))
-    folder = config.PROFILES[name]["data"]["data_dir"]
+    folder = profiles.PROFILES[name].data["data_dir"]
     assert folder != str(src)  # DermaMNIST (notebook 06) was synthesised beside it
     raw = data.load_fashion_mnist(folder, False)
     assert len(raw.train_y) == 20
@@ -316,7 +318,7 @@ def test_tiny_fashion_links_the_idx_files_it_found(fresh_profiles):
 
 
 def test_evaluate_checks_autoattack_time_of_the_run():
-    from lib.preflight import check_run_autoattack
+    from lib.orchestrate.preflight import check_run_autoattack
 
     cfg = profile_config("smoke", "taet")  # 200 test images, no AutoAttack in its suite
     assert check_run_autoattack(cfg, None, "cpu", measure=lambda *a: 1.0) is None
@@ -328,7 +330,7 @@ def test_evaluate_checks_autoattack_time_of_the_run():
 
 
 def test_autoattack_max_steps_caps_every_sub_attack():
-    from lib.attacks import autoattack
+    from lib.core.attacks import autoattack
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
@@ -345,7 +347,7 @@ def test_autoattack_max_steps_caps_every_sub_attack():
 def test_autoattack_cap_also_limits_target_classes(monkeypatch):
     import pyautoattack
 
-    from lib.attacks import autoattack
+    from lib.core.attacks import autoattack
 
     seen = {}
     real_run = pyautoattack.AutoAttack.run_standard_evaluation
@@ -363,9 +365,10 @@ def test_autoattack_cap_also_limits_target_classes(monkeypatch):
     assert describe_attack("autoattack", EvalConfig(max_steps=1))["n_target_classes"] == "min(2, num_classes - 1)"
 
 
+@pytest.mark.fashion_mnist
 def test_tiny_shrinks_the_reduced_scale_too(fresh_profiles):
-    from lib import seeded
-    from lib.tiny import TINY_DATA
+    from lib.orchestrate.tiny import TINY_DATA
+    from lib.study import seeded
 
     name = tiny.prepare_profile("fashion", tiny=True)
     red = seeded.reduced_scale(name)

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import runs
-from lib.config import ConfigError, override
-from lib.evaluate import evaluate_model, evaluate_run
-from lib.methods import METHODS, Method, StepOutput, register_method
+from lib.core import runs
+from lib.core.config import ConfigError, override
+from lib.core.evaluate import evaluate_model, evaluate_run
+from lib.core.methods import METHODS, Method, StepOutput, register_method
+from lib.core.train import TrainingDiverged, train_run, validate
 from lib.profiles import profile_config
-from lib.train import TrainingDiverged, train_run, validate
 
 
 def small_cfg(tmp_path, method="taet", epochs=4, **method_args):

@@ -1,4 +1,4 @@
-"""Every method's training attack runs through `lib.attacks.linf_ascent`; each must equal, bit for bit, its
+"""Every method's training attack runs through `lib.core.attacks.linf_ascent`; each must equal, bit for bit, its
 official loop written out below the way the official code writes it (its own start, its own objective,
 ``x' + step·sign(g)`` clipped to the ε-ball and then to [0, 1])."""
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.methods.gairat import ga_pgd
-from lib.methods.las_at import early_stop_pgd, per_example_pgd
-from lib.methods.reat import rbl_attack, rbl_loss
-from lib.methods.robal import pgd_one_sided_start
-from lib.methods.trades import trades_attack
-from lib.models import create_model
+from lib.core.methods.gairat import ga_pgd
+from lib.core.methods.las_at import early_stop_pgd, per_example_pgd
+from lib.core.methods.reat import rbl_attack, rbl_loss
+from lib.core.methods.robal import pgd_one_sided_start
+from lib.core.methods.trades import trades_attack
+from lib.core.models import create_model
 
 EPS, STEP, STEPS = 0.1, 0.02, 4
 
