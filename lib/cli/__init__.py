@@ -1,1 +1,1 @@
-
+"""`python -m lib ...`: every subcommand's parser and handler, in one place (the top layer)."""
