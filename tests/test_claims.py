@@ -208,6 +208,7 @@ def test_the_report_is_one_section_and_rewrites_only_the_readme_between_its_mark
     md = res["report_md"]
     assert md == (out / "claims_report.md").read_text()
     assert md.startswith("### Claims check, `smoke` profile (2 seeds)")
+    assert "`--readme docs/results.md` rewrites this section" in md  # the section lives in docs/results.md
     assert "595 train images (100 down to 19 per class)" in md and "seeds 0, 1 (same seed" in md
     # the measured claims only, with their computed values; the claims not run are named by the reading
     row = next(x for x in md.splitlines() if x.startswith("| Table 1: TAET's balanced PGD-20 robustness is above AT-B"))
@@ -379,7 +380,7 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
     from pathlib import Path
 
     from lib.core.evaluate import read_eval
-    from lib.orchestrate.sweep import cached_result
+    from lib.orchestrate.evidence import find
 
     root = Path(__file__).resolve().parent.parent / claims.RESULTS_DIR
     profiles = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
@@ -400,7 +401,8 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
                 orphans.append(name)
             elif runs.read_diverged(folder, cfg) is None:  # a diverged run's record is current evidence by itself
                 doc = read_eval(folder)
-                if doc is None or cached_result(cfg, list(doc["results"]), folder) is None:
+                hit = None if doc is None else find(cfg, list(doc["results"]), root / profile, cache=False)
+                if hit is None or hit.doc is None:
                     orphans.append(name)
         assert not orphans, f"results/{profile}: not read by today's code: {orphans}"
 

@@ -34,6 +34,28 @@ def test_help_lists_commands_flags_defaults_and_paper_values():
     assert ev.returncode == 0 and "autoattack" in ev.stdout
 
 
+def test_every_argparse_definition_is_in_lib_cli(capsys):
+    """One command line: no module outside lib/cli builds a parser or adds a flag; `claims` is one of its
+    subcommands, and its --readme help names docs/results.md, where the claims section lives."""
+    import ast
+
+    outside = []
+    for path in sorted((ROOT / "lib").rglob("*.py")):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else
+                     [node.func.attr] if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else [])
+            if any(n in ("argparse", "add_argument", "add_parser", "add_subparsers") for n in names):
+                outside.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not outside, f"argparse outside lib/cli: {outside}"
+    with pytest.raises(SystemExit) as e:
+        main(["claims", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0 and "--readme docs/results.md" in text and "--switches" in text
+
+
 def test_train_then_evaluate_end_to_end(tmp_path):
     out = tmp_path / "runs"
     r = run_cli("train", "--method", "taet", "--profile", "smoke", "--epochs", "2", "--ce-epochs", "1",

@@ -33,14 +33,64 @@ def test_notebook_is_stored_without_outputs_and_has_parameters(path):
     assert len(tagged) == 1 and "profile" in tagged[0].source
 
 
-def test_experiments_all_lists_exactly_what_the_notebooks_call():
+def _code(path: Path) -> str:
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_notebooks_reach_the_kit_through_the_facade_and_its_all_is_what_they_call():
+    """Each notebook imports `lib.study.notebook` as `kit` and calls `kit.<name>`; the facade's `__all__` is exactly
+    those names. One exception: 07 measures costs with `lib.bench.costs`, a layer above lib.study."""
+    import ast
     import re
 
-    import lib.study.experiments as ex
+    import lib.study.notebook as kit
 
-    used = {m for p in notebooks() for m in re.findall(r"\bex\.(\w+)", p.read_text())}
-    assert sorted(ex.__all__) == sorted(used)
-    assert all(callable(getattr(ex, name)) for name in ex.__all__)
+    used = set()
+    for p in notebooks():
+        src = _code(p)
+        kit_imports = set()
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Import):
+                kit_imports |= {a.name for a in node.names if a.name.split(".")[0] == "lib"}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lib":
+                kit_imports |= {f"{node.module}.{a.name} as {a.asname}" if a.asname else f"{node.module}.{a.name}"
+                                for a in node.names}
+        extra = {"lib.bench.costs.measure_costs"} if p.stem == "07_efficiency" else set()
+        assert kit_imports == {"lib.study.notebook as kit"} | extra, p.name
+        assert "nb = kit.setup(profile, tiny=tiny, device=device, out_dir=out_dir, data_dir=data_dir, " \
+               "download=download)" in src, p.name
+        used |= set(re.findall(r"\bkit\.(\w+)", src))
+    assert sorted(kit.__all__) == sorted(used)
+    assert all(callable(getattr(kit, name)) for name in kit.__all__)
+
+
+def test_setup_names_the_profile_its_settings_and_prints_one_line(capsys):
+    from lib.profiles import notebook_settings
+    from lib.study import notebook as kit
+
+    nb = kit.setup("smoke", device="cpu", out_dir="elsewhere")
+    assert (nb.profile, nb.device, nb.out_dir, nb.data_dir, nb.download, nb.tiny) == (
+        "smoke", "cpu", "elsewhere", "data", False, False)
+    assert nb.settings == notebook_settings("smoke")
+    assert capsys.readouterr().out == "profile 'smoke', device 'cpu', outputs in 'elsewhere'\n"
+
+
+def test_setup_of_a_tiny_profile_runs_its_tiny_copy(monkeypatch, tmp_path, capsys):
+    import tempfile
+
+    from lib import profiles
+    from lib.study import notebook as kit
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # synthetic data, if any, under tmp_path
+    saved = dict(profiles.PROFILES)
+    try:
+        nb = kit.setup("smoke", tiny=True)
+        assert nb.profile == "smoke-tiny" and nb.tiny and nb.settings == profiles.notebook_settings("smoke-tiny")
+        last = capsys.readouterr().out.splitlines()[-1]  # after any "[tiny] ... synthetic stand-in" line
+        assert last == "profile 'smoke-tiny', device 'auto', outputs in 'outputs'"
+    finally:
+        profiles.PROFILES.clear()
+        profiles.PROFILES.update(saved)
 
 
 def _make_nb(folder: Path, name: str, sources: list[str]) -> None:
@@ -83,7 +133,7 @@ def test_a_killed_batch_resumes_at_the_first_notebook_without_a_finished_copy(tm
     _make_nb(src, "02_slow", [f"import pathlib, time\nm = pathlib.Path({str(marker)!r})\n"
                               "if not m.exists():\n    m.write_text('started')\n    time.sleep(120)"])
     _make_nb(src, "03_last", ["z = 3"])
-    code = ("from pathlib import Path\nfrom lib.pipeline import run_pipeline\n"
+    code = ("from pathlib import Path\nfrom lib.orchestrate.pipeline import run_pipeline\n"
             f"run_pipeline('smoke', folder=Path({str(src)!r}), out_dir={str(out)!r}, html_export=False)")
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},

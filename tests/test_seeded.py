@@ -5,12 +5,10 @@ import math
 
 import pytest
 
-from lib import profiles
 from lib.core import runs
 from lib.core.config import ConfigError
 from lib.profiles import run_config
 from lib.study import seeded
-from lib.study.experiments import ranking_reading, robustness_table, sweep_reading, tail_table
 
 COUNTS = (50, 20, 10, 10)
 
@@ -29,7 +27,7 @@ TWO = {"taet": {0: doc(0.90, 0.50, [0.6, 0.5, 0.4, 0.30]), 1: doc(0.92, 0.54, [0
 
 
 def test_two_seeds_give_mean_std_and_the_t_interval_by_hand():
-    header, rows = seeded.robustness_table_seeds(TWO, ["clean", "pgd20"])
+    header, rows = seeded.robustness_table(TWO, ["clean", "pgd20"])
     assert header == ["method", "Clean", "PGD-20"]
     # PGD-20 of taet: 50 and 54 -> mean 52, sample std 2.83, t(0.975, 1) = 12.706 -> half width 12.706 · 2.83 / √2
     half = 12.7062047 * math.sqrt(8) / math.sqrt(2)
@@ -44,30 +42,33 @@ def test_two_seeds_give_mean_std_and_the_t_interval_by_hand():
     assert seeded.figure_title("Fig", "smoke", TWO).endswith("mean ± 1 std (bars, bands) over n = 2 seeds")
 
 
-def test_one_seed_renders_exactly_the_single_run_table_and_says_so():
+def test_one_seed_renders_the_single_values_and_says_so():
     one = {m: {0: by[0]} for m, by in TWO.items()}
-    assert seeded.robustness_table_seeds(one) == robustness_table({m: by[0] for m, by in TWO.items()})
+    header, rows = seeded.robustness_table(one)
+    assert header == ["method", "Clean", "PGD-20"]
+    assert rows == [["taet", "90.00", "50.00"], ["at", "80.00", "40.00"]]  # the value itself: no spread, no interval
     assert seeded.title("Table 1", "demo", one).endswith("; 1 seed, no interval)")
-    header, rows = seeded.tail_table_seeds(one, k=2, attacks=("pgd20",))
+    assert seeded.figure_title("Fig", "demo", one).endswith("; 1 seed")
+    header, rows = seeded.tail_table(one, k=2, attacks=("pgd20",))
     assert header == ["method", "PGD-20 c3 (train n=10)", "PGD-20 c2 (train n=10)"]  # n is the TRAIN count
-    assert rows == tail_table({m: by[0] for m, by in TWO.items()}, k=2, attacks=("pgd20",))[1]
+    assert rows == [["taet", "30.0", "40.0"], ["at", "40.0", "40.0"]]
 
 
 def test_tail_table_over_seeds_summarizes_each_class():
-    header, rows = seeded.tail_table_seeds(TWO, k=1, attacks=("pgd20",))
+    header, rows = seeded.tail_table(TWO, k=1, attacks=("pgd20",))
     assert header == ["method", "PGD-20 c3 (train n=10)"]
     assert rows[0][1].startswith("32.0 ± 2.8 [")
 
 
 def test_rows_over_different_seeds_are_refused():
     with pytest.raises(ConfigError, match="not over the same seeds"):
-        seeded.robustness_table_seeds({"taet": TWO["taet"], "at": {0: TWO["at"][0]}})
+        seeded.robustness_table({"taet": TWO["taet"], "at": {0: TWO["at"][0]}})
     with pytest.raises(ConfigError, match="no results"):
-        seeded.robustness_table_seeds({})
+        seeded.robustness_table({})
 
 
 def test_sweep_table_rows_and_combined_per_seed_tables():
-    header, rows = seeded.sweep_table_seeds({"taet": {10: TWO["taet"], 50: TWO["taet"]}})
+    header, rows = seeded.sweep_table({"taet": {10: TWO["taet"], 50: TWO["taet"]}})
     assert [r[0] for r in rows] == ["taet @ IR 10", "taet @ IR 50"]
     a = (["class", "n", "final", "clean"], [["c0", "5", "10.0", "100.0"], ["c1", "3", "x", "nan"]])
     b = (["class", "n", "final", "clean"], [["c0", "5", "14.0", "100.0"], ["c1", "3", "x", "nan"]])
@@ -92,7 +93,7 @@ def test_each_notebook_evaluates_and_shows_only_the_attacks_its_paper_table_repo
     # notebook 02's IR-10 run carries every attack; the others of Table 5 only the table's: the columns asked for
     more = {**TWO["taet"][0], "results": {**TWO["taet"][0]["results"], "fgsm": {"balanced": 0.7, "accuracy": 0.7}}}
     sweep = {"taet": {10: {0: more}, 50: {0: TWO["taet"][1]}}}
-    header, rows = seeded.sweep_table_seeds(sweep, "IR", ["clean", "pgd20"])
+    header, rows = seeded.sweep_table(sweep, "IR", ["clean", "pgd20"])
     assert header == ["method", "Clean", "PGD-20"] and rows == [["taet @ IR 10", "90.00", "50.00"],
                                                                ["taet @ IR 50", "92.00", "54.00"]]
 
@@ -114,18 +115,18 @@ def test_table4_in_the_papers_layout_puts_beta_in_rows_and_alpha_gamma_in_column
 
     # PGD-20 of each cell at seeds 0 and 1: 40 + 2i and 44 + 2i (%), i the cell's place in the paper's grid
     grid = {f"cell {i}": {0: doc(0.9, (40 + 2 * i) / 100), 1: doc(0.9, (44 + 2 * i) / 100)} for i in range(8)}
-    header, rows = seeded.hel_grid_table_seeds(grid, HEL_GRID)
+    header, rows = seeded.hel_grid_table(grid, HEL_GRID)
     assert header == ["β", "α=0.1 γ=0.1", "α=0.1 γ=0.05", "α=0.05 γ=0.1", "α=0.05 γ=0.05"]
     assert [r[0] for r in rows] == ["β = 0.1", "β = 0.05"]
     # cell 5 = (α 0.1, β 0.05, γ 0.05): 50 and 54 -> 52.0 ± 2.8 [26.6, 77.4] (as in the two-seed test above)
     assert rows[1][2] == "52.0 ± 2.8 [26.6, 77.4]" and rows[0][1] == "42.0 ± 2.8 [16.6, 67.4]"
     two = {k: grid[k] for k in ("cell 0", "cell 2")}  # the smoke grid: (0.1, 0.1, 0.1) and (0.05, 0.1, 0.1)
-    header, rows = seeded.hel_grid_table_seeds(two, [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1]])
+    header, rows = seeded.hel_grid_table(two, [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1]])
     assert header == ["β", "α=0.1 γ=0.1", "α=0.05 γ=0.1"] and len(rows) == 1
     partial = {k: grid[k] for k in ("cell 0", "cell 5")}
-    assert seeded.hel_grid_table_seeds(partial, [[0.1, 0.1, 0.1], [0.1, 0.05, 0.05]])[1][0][2] == "-"
+    assert seeded.hel_grid_table(partial, [[0.1, 0.1, 0.1], [0.1, 0.05, 0.05]])[1][0][2] == "-"
     with pytest.raises(ConfigError, match="2 runs for 8 weight triples"):
-        seeded.hel_grid_table_seeds(two, HEL_GRID)
+        seeded.hel_grid_table(two, HEL_GRID)
 
 
 def pgd_docs(values_by_method):
@@ -134,12 +135,12 @@ def pgd_docs(values_by_method):
 
 def test_a_difference_whose_interval_includes_zero_is_called_a_tie():
     docs = pgd_docs({"atbsl": [0.49, 0.53, 0.47], "taet": [0.50, 0.52, 0.48]})  # TAET − AT-BSL: +1, −1, +1
-    text = seeded.ranking_reading_seeds(docs)
+    text = seeded.ranking_reading(docs)
     assert "a tie (the interval includes 0)" in text and "over 3 paired seeds" in text
     assert "ahead" not in text and "behind" not in text
-    ahead = seeded.ranking_reading_seeds(pgd_docs({"atbsl": [0.40, 0.41, 0.42], "taet": [0.45, 0.47, 0.49]}))
+    ahead = seeded.ranking_reading(pgd_docs({"atbsl": [0.40, 0.41, 0.42], "taet": [0.45, 0.47, 0.49]}))
     assert "**taet**" in ahead.split(".")[0]  # highest mean
-    behind = seeded.ranking_reading_seeds(pgd_docs({"atbsl": [0.45, 0.47, 0.49], "taet": [0.40, 0.41, 0.42]}))
+    behind = seeded.ranking_reading(pgd_docs({"atbsl": [0.45, 0.47, 0.49], "taet": [0.40, 0.41, 0.42]}))
     assert "**`taet` behind**" in behind and "TAET" not in behind.split(":")[0]
 
 
@@ -153,8 +154,8 @@ def test_simultaneous_intervals_widen_so_a_per_comparison_verdict_can_become_a_t
              "HEL (all)": [0.72, 0.72, 0.71], "HEL, no stage 1": [0.725, 0.715, 0.725]}
     docs = pgd_docs(cells)
     against = ("BCL", "BCL+HDL", "BCL+RCEL", "HEL, no stage 1")
-    one = seeded.ranking_reading_seeds(docs, focus=("HEL (all)",), against=against)
-    together = seeded.ranking_reading_seeds(docs, focus=("HEL (all)",), against=against, simultaneous=True)
+    one = seeded.ranking_reading(docs, focus=("HEL (all)",), against=against)
+    together = seeded.ranking_reading(docs, focus=("HEL (all)",), against=against, simultaneous=True)
     assert "Bonferroni" not in one and "The 4 intervals are Bonferroni-simultaneous (98.8% each)" in together
     assert "`HEL (all)` − `BCL` = -2.3 ± 0.6 [-3.8, -0.9] points over 3 paired seeds: **`HEL (all)` behind**" in one
     assert "`HEL (all)` − `BCL` = -2.3 ± 0.6 [-5.3, +0.6] points over 3 paired seeds: **a tie" in together
@@ -162,31 +163,69 @@ def test_simultaneous_intervals_widen_so_a_per_comparison_verdict_can_become_a_t
         in together
     assert one.count("**`HEL (all)` behind**") == 2 and together.count("**`HEL (all)` behind**") == 1
     # one comparison: nothing to correct for
-    assert "Bonferroni" not in seeded.ranking_reading_seeds(docs, focus=("HEL (all)",), against=(), simultaneous=True)
+    assert "Bonferroni" not in seeded.ranking_reading(docs, focus=("HEL (all)",), against=(), simultaneous=True)
 
 
 def test_one_seed_ranks_nothing():
     docs = pgd_docs({"atbsl": [0.49], "taet": [0.60]})
-    text = seeded.ranking_reading_seeds(docs)
+    text = seeded.ranking_reading(docs)
     assert "1 seed, no interval" in text and "Highest" not in text and "ranks" not in text
-    assert ranking_reading({m: by[0] for m, by in docs.items()}) == text  # the single-run reading is as honest
-    one = sweep_reading({"taet": {10: docs["taet"][0]}, "atbsl": {10: docs["atbsl"][0]}})
-    assert "+11.0 points (1 seed, no interval: not a ranking)" in one
+    assert "atbsl 49.0%, taet 60.0%" in text
+    one = seeded.sweep_reading({"taet": {10: docs["taet"]}, "atbsl": {10: docs["atbsl"]}})
+    assert one == ("Balanced PGD-20 robustness by imbalance ratio. IR 10: TAET − AT-BSL = +11.0 points (1 seed, "
+                   "no interval: not a ranking).")
 
 
 def test_sweep_reading_over_seeds_calls_ties_per_ratio():
     sweep = {"taet": {10: pgd_docs({"x": [0.50, 0.52, 0.48]})["x"], 50: pgd_docs({"x": [0.30, 0.31, 0.32]})["x"]},
              "atbsl": {10: pgd_docs({"x": [0.49, 0.53, 0.47]})["x"], 50: pgd_docs({"x": [0.35, 0.37, 0.39]})["x"]}}
-    text = seeded.sweep_reading_seeds(sweep)
+    text = seeded.sweep_reading(sweep)
     ir10, ir50 = text.split("IR 10: ")[1].split("; IR 50: ")
     assert "a tie" in ir10 and "TAET behind" in ir50
 
 
 def test_series_give_the_spread_for_error_bars():
-    means, stds = seeded.series_seeds(TWO, ("pgd20",))
+    means, stds = seeded.series(TWO, ("pgd20",))
     assert means["PGD-20"] == pytest.approx([52.0, 40.0]) and stds["PGD-20"] == pytest.approx([math.sqrt(8), 0.0])
-    names, m, s = seeded.per_class_series_seeds(TWO)
+    names, m, s = seeded.per_class_series(TWO)
     assert names[3] == "c3 (train n=10) *" and m["taet"][3] == pytest.approx(32.0)
+    assert s["taet"] == pytest.approx([0.0, 0.0, 0.0, math.sqrt(8)])
+    one = {m: {0: by[0]} for m, by in TWO.items()}  # one seed: its values, no spread to draw
+    means, stds = seeded.series(one, ("clean", "pgd20"))
+    assert means == {"Clean": pytest.approx([90.0, 80.0]), "PGD-20": pytest.approx([50.0, 40.0])}
+    assert stds == {"Clean": [0.0, 0.0], "PGD-20": [0.0, 0.0]}
+    names, m, s = seeded.per_class_series(one)
+    assert m["taet"] == pytest.approx([60.0, 50.0, 40.0, 30.0]) and s["taet"] == [0.0] * 4
+
+
+def tracked(tail_pgd, head_pgd=(0.8, 0.8, 0.7, 0.9)):
+    """Four tracked epochs: class 0 (the head) at `head_pgd`, the three rarest (1, 2, 3) at `tail_pgd`."""
+    return [{"epoch": e + 1, "pgd_c0": head_pgd[e], **{f"pgd_c{c}": tail_pgd[e] for c in (1, 2, 3)},
+             **{f"clean_c{c}": 1.0 for c in range(4)}} for e in range(4)]
+
+
+def test_per_class_dynamics_and_its_reading_over_one_and_two_seeds():
+    from lib.study.experiments import per_class_dynamics
+
+    # second half of training = epochs 3, 4. Seed 0: tail 10, 50 -> final 50, mean 30, std 20; head 70, 90 -> final
+    # 90, mean 80, std 10. Seed 1: tail 30, 70 -> final 70, mean 50, std 20.
+    one, two = tracked((0.2, 0.4, 0.1, 0.5)), tracked((0.2, 0.4, 0.3, 0.7))
+    header, rows = per_class_dynamics([one], list(COUNTS))
+    assert header == ["class", "train n", "final PGD", "mean (2nd half)", "std (2nd half)", "final clean"]
+    assert rows[0] == ["c0", "50", "90.0", "80.0", "10.0", "100.0"]
+    assert rows[3] == ["c3 (tail)", "10", "50.0", "30.0", "20.0", "100.0"]
+    assert seeded.dynamics_reading([one], list(COUNTS)) == (
+        "On 1 seed (no interval): the three rarest classes end at **50.0%** mean PGD robustness against **90.0%** "
+        "for the others, and swing by **20.0** points (std over the second half of training) against **10.0** for "
+        "the others.")
+    # two seeds: 50 and 70 -> 60.0 ± 14.1, half width 12.706 · 14.14 / √2 = 127.1
+    _, rows = per_class_dynamics([one, two], list(COUNTS))
+    assert rows[3][:3] == ["c3 (tail)", "10", "60.0 ± 14.1 [-67.1, 187.1]"]
+    assert rows[0][2] == "90.0 ± 0.0 [90.0, 90.0]"
+    text = seeded.dynamics_reading([one, two], list(COUNTS))
+    assert text.startswith("Over 2 seeds (mean ± std [95% t-interval]): the three rarest classes end at "
+                           "**60.0 ± 14.1 [-67.1, 187.1]%**")
+    assert "**90.0 ± 0.0 [90.0, 90.0]%** for the others" in text
 
 
 def test_figures_draw_the_spread_and_do_not_blow_up_a_small_gap():
@@ -234,7 +273,7 @@ def test_per_class_curves_over_seeds_band_the_tail_classes():
         return [{"epoch": e, **{f"{k}_c{c}": min(1.0, 0.1 * c + 0.2 * e + shift) for k in ("clean", "pgd")
                                 for c in range(4)}} for e in (1, 2, 3)]
 
-    one = plots.per_class_curves(history(0.0), list(COUNTS), title="t")
+    one = plots.per_class_curves([history(0.0)], list(COUNTS), title="t")
     assert all(len(ax.collections) == 0 for ax in one.axes[:2])  # one run: no band
     two = plots.per_class_curves([history(0.0), history(0.1)], list(COUNTS), title="t\nseeds")
     assert [len(ax.collections) for ax in two.axes[:2]] == [3, 3]  # the three rarest classes, in both panels
@@ -246,13 +285,13 @@ def test_silhouette_is_nan_where_undefined_and_nan_survives_combining():
     import numpy as np
 
     from lib.study.experiments import separation_table
-    from lib.study.seeded import combine_tables
 
     xy = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
-    _, ok = separation_table({"m": (xy, np.array([0, 0, 1, 1]))})
-    _, one_each = separation_table({"m": (xy, np.array([0, 1, 2, 3]))})  # 4 classes, 4 points: undefined
-    assert float(ok[0][1]) > 0.9 and one_each[0][1] == "nan"
-    header = ["method", "silhouette"]
-    assert combine_tables([(header, ok), (header, one_each)])[1][0][1] == "nan"
+    two, four = (xy, np.array([0, 0, 1, 1])), (xy, np.array([0, 1, 2, 3]))  # 4 classes on 4 points: undefined
+    header, ok = separation_table({"m": {0: two}})
+    _, one_each = separation_table({"m": {0: four}})
+    assert header == ["method", "silhouette"] and float(ok[0][1]) > 0.9 and one_each[0][1] == "nan"
+    assert separation_table({"m": {0: two, 1: four}})[1][0][1] == "nan"
+    assert separation_table({"m": {0: two, 1: two}})[1][0][1] == f"{ok[0][1]} ± 0.000 [{ok[0][1]}, {ok[0][1]}]"
 
 

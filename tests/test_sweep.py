@@ -156,6 +156,21 @@ def test_a_divergence_the_evidence_records_fails_at_once_and_force_retrains_it(t
     assert [r["source"] for r in got] == ["cache", "cache"] and (runs.run_dir(cfg0) / "eval.json").exists()
 
 
+def test_a_divergence_the_run_cache_records_fails_at_once_without_dispatching(tmp_path, capsys):
+    """The cache's own diverged.json (an earlier attempt on this machine) is found by the same lookup as the
+    evidence's (`lib.orchestrate.evidence.find`): the run fails untrained, before any engine starts."""
+    s = spec(tmp_path, grid={"seed": [0]})
+    (cfg,) = expand(s)
+    runs.write_diverged(runs.run_dir(cfg), cfg, epoch=1, batch=3, message="loss became NaN/inf at epoch 1, batch 3")
+    with pytest.raises(SweepError) as e:
+        run_sweep(s, executor="local", workers=2)  # a process pool would be spawned for any run to train
+    out = capsys.readouterr().out
+    assert "0 finished earlier, 1 diverged earlier" in out and "0 to run" in out
+    assert e.value.only_divergences and list(e.value.failed) == [str(runs.run_dir(cfg))]
+    assert f"(recorded in {runs.run_dir(cfg) / runs.DIVERGED_FILE}; pass force" in str(e.value)
+    assert sorted(p.name for p in runs.run_dir(cfg).iterdir()) == [runs.DIVERGED_FILE]  # nothing trained
+
+
 def test_committed_evidence_stands_in_for_a_run_the_cache_lacks(tmp_path, capsys):
     """A run whose config.json, eval.json and history.csv sit in the spec's "evidence" folder (results/<profile>/,
     no weights) is read from there, not trained; an attack the evidence lacks trains it; --force ignores it."""

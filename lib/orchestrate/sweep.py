@@ -4,7 +4,7 @@ engine (local processes, or Slurm through submitit), gathered through the run ca
 SPEC is a dict, or a JSON file (TOML too on Python >= 3.11):
 
     {
-      "profile": "demo",                  # the named profile every run starts from (lib/config.py)
+      "profile": "demo",                  # the named profile every run starts from (lib/profiles.py)
       "device": "auto", "out_dir": "outputs",
       "base": {"train": {"epochs": 30}, "method_args": {"ce_epochs": 12}},   # overrides for every run
       "grid": {                           # axes: their cartesian product, the first axis outermost
@@ -46,9 +46,10 @@ from typing import Any
 
 from lib.core import runs
 from lib.core.config import SECTIONS, ConfigError, RunConfig
-from lib.core.evaluate import check_attacks, evaluate_run, read_eval, result_is_current
+from lib.core.evaluate import check_attacks, evaluate_run
 from lib.core.methods import METHODS, method_arg_names
 from lib.core.train import TrainingDiverged, train_run
+from lib.orchestrate.evidence import Found, find
 from lib.profiles import run_config
 
 ALIASES = {
@@ -195,21 +196,6 @@ def _attacks(spec: dict[str, Any], cfg: RunConfig) -> tuple[str, ...]:
     return tuple(spec.get("attacks") or cfg.eval.attacks)
 
 
-def cached_result(cfg: RunConfig, attacks, folder=None) -> dict[str, Any] | None:
-    """The run's eval document if it holds every attack in `attacks` with the current settings, else None.
-    Reads eval.json only (no checkpoint, no data): cheap enough to check a whole grid before dispatching.
-    `folder`: where to look instead of the config's run folder (e.g. the committed evidence in results/)."""
-    try:
-        doc = read_eval(runs.run_dir(cfg) if folder is None else folder)
-    except ConfigError:
-        return None
-    if doc is None or doc.get("config_hash") != runs.config_hash(cfg):
-        return None
-    if not all(result_is_current(doc["results"].get(a), a, cfg.eval) for a in attacks):
-        return None
-    return doc
-
-
 def run_one(cfg_dict: dict[str, Any], attacks: list[str], force: bool = False) -> dict[str, Any]:
     """One job of a sweep (any engine calls this, in any process): train, then evaluate, through the cache."""
     t0 = time.perf_counter()
@@ -350,7 +336,8 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
     The spec's "evidence" (a folder, e.g. results/fashion, of run folders holding config.json, eval.json and
     history.csv, no weights): a run the cache lacks is read from there when its eval.json is current and holds
     every requested attack (its result's "run_dir" is that folder and "source" is "evidence"), and trained only
-    otherwise; `force` ignores it.
+    otherwise; `force` ignores it. A run whose cache or evidence folder records a divergence of its config fails at
+    once, untrained, unless forced. Both through `lib.orchestrate.evidence.find`.
     """
     spec = load_spec(spec)
     executor = executor or spec.get("executor", "local")
@@ -368,32 +355,21 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
         unique.setdefault(str(runs.run_dir(cfg)), cfg)
     evidence = Path(spec["evidence"]) if spec.get("evidence") else None
 
-    def found(cfg: RunConfig) -> tuple[dict[str, Any], Path] | None:
-        """(eval doc, folder) from the run cache, else from the committed evidence; None where neither is current."""
-        doc = cached_result(cfg, _attacks(spec, cfg))
-        if doc is not None:
-            return doc, runs.run_dir(cfg)
-        if evidence is not None and not force:
-            folder = evidence / runs.run_dir(cfg).name
-            doc = cached_result(cfg, _attacks(spec, cfg), folder)
-            if doc is not None:
-                return doc, folder
-        return None
+    def found(cfg: RunConfig) -> Found | None:
+        """`lib.orchestrate.evidence.find`: the run cache, else the committed evidence (unless forced)."""
+        return find(cfg, _attacks(spec, cfg), None if force else evidence)
 
-    done = {rd: found(cfg) for rd, cfg in unique.items()} if not force else {rd: None for rd in unique}
-    # a run the committed evidence records as diverged (same config and seed) diverges the same way again: it fails
-    # at once, as `train_run` does for the cache's own record, instead of spending an epoch to find out
-    diverged: dict[str, TrainingDiverged] = {}
-    for rd, cfg in unique.items():
-        if done[rd] is None and evidence is not None and not force:
-            if (err := _recorded_divergence(evidence / runs.run_dir(cfg).name, cfg)) is not None:
-                diverged[rd] = err
-    todo = [(cfg, _attacks(spec, cfg)) for rd, cfg in unique.items() if done[rd] is None and rd not in diverged]
-    from_evidence = sum(1 for rd, d in done.items() if d is not None and d[1] != Path(rd))
+    done = {rd: None if force else found(cfg) for rd, cfg in unique.items()}
+    # a recorded divergence (same config and seed) diverges the same way again: it fails at once, as `train_run` does
+    # for its own run folder's record, instead of spending an epoch to find out
+    diverged = {rd: _recorded_divergence(f) for rd, f in done.items() if f is not None and f.diverged is not None}
+    todo = [(cfg, _attacks(spec, cfg)) for rd, cfg in unique.items() if done[rd] is None]
+    from_evidence = sum(1 for f in done.values() if f is not None and f.doc is not None and f.source == "evidence")
     name = executor if isinstance(executor, str) else type(executor).__name__
     log(f"[sweep] {len(points)} grid point(s), {len(unique)} run(s): {len(unique) - len(todo) - len(diverged)} "
         "finished earlier" + (f" ({from_evidence} from the committed evidence in {evidence})" if from_evidence else "")
-        + (f", {len(diverged)} diverged earlier (recorded there; force retrains them)" if diverged else "")
+        + (f", {len(diverged)} diverged earlier (recorded in their {runs.DIVERGED_FILE}; force retrains them)"
+           if diverged else "")
         + f", {len(todo)} to run ({name}, {workers} at a time)")
     failed = dict(diverged)
     if todo:
@@ -410,23 +386,18 @@ def run_sweep(spec, executor=None, workers: int | None = None, *, force: bool = 
     results = []
     for point, cfg in points:
         hit = done[str(runs.run_dir(cfg))] or found(cfg)  # found before dispatch, else look again after it
-        if hit is None:
+        if hit is None or hit.doc is None:
             raise SweepError(f"run {runs.run_dir(cfg)} has no up-to-date eval.json after the sweep; was it "
                              "changed meanwhile? Re-run the sweep")
-        doc, rd = hit
-        results.append({**doc, "run_dir": str(rd), "history": _read_history(rd), "point": point, "config": cfg,
-                        "source": "cache" if rd == runs.run_dir(cfg) else "evidence"})
+        results.append({**hit.doc, "run_dir": str(hit.folder), "history": _read_history(hit.folder), "point": point,
+                        "config": cfg, "source": hit.source})
     return results
 
 
-def _recorded_divergence(folder: Path, cfg: RunConfig) -> TrainingDiverged | None:
-    """The divergence `folder` (a committed evidence run folder) records for `cfg`, as the error training would raise;
-    None when it records none for this config."""
-    rec = runs.read_diverged(folder, cfg)
-    if rec is None:
-        return None
-    return TrainingDiverged(f"{rec['message']} (recorded in {folder / runs.DIVERGED_FILE}; pass force to train it "
-                            "again)", rec["epoch"], rec["batch"])
+def _recorded_divergence(f: Found) -> TrainingDiverged:
+    """The divergence `f` records (`lib.orchestrate.evidence.find`), as the error training would raise."""
+    return TrainingDiverged(f"{f.diverged['message']} (recorded in {f.folder / runs.DIVERGED_FILE}; pass force to "
+                            "train it again)", f.diverged["epoch"], f.diverged["batch"])
 
 
 def nest(results: list[dict[str, Any]], *axes: str) -> dict:
