@@ -2,4 +2,4 @@
 loop, checkpoints and run folders, evaluation, speed settings and DDP. Imports nothing else of the kit."""
 
 # The image-folder data sets register themselves into lib.core.data.DATASETS (data.py cannot import them back).
-from lib.core import imagefolder  # noqa: F401, E402
+from lib.core import imagefolder  # noqa: F401
