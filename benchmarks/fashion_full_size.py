@@ -3,7 +3,8 @@
 Why: the profile first capped the set at 12,000 images, where standard training's balanced clean accuracy on the
 whole test set was 85.7 ± 1.0% with a 95% interval of [84.7, 86.7] over 6 seeds, leaving the 85% floor undecided;
 on the whole long-tailed set CE reaches 88.7, 88.1 and 87.4 (seeds 0-2), so the profile has trained the whole set since
-(`python -m lib claims --profile fashion --scale-check`; README, "Fashion scale"). The 12,000-image runs stay in
+(`python -m lib claims --profile fashion --scale-check`; docs/deviations.md, "Fashion scale"). The 12,000-image runs
+stay in
 results/fashion/ for `--report`'s comparison of the two scales.
 
 What: every claims run (the factorial and the official-code switches included) and Fig. 6b's two further cells,
@@ -34,13 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.core import runs
-from lib.orchestrate import sweep
+from lib.core import runs  # noqa: E402
+from lib.orchestrate import sweep  # noqa: E402
 from lib.profiles import PROFILES, Profile, profile_seeds  # noqa: E402
-from lib.study import (
-    claims,  # noqa: E402
-    factorial,
-)
+from lib.study import claims, factorial  # noqa: E402
 
 PROFILE = "fashion"
 FULL_SIZE = {"data": {"max_train": None}}
@@ -51,8 +49,8 @@ EARLIER_CAP = 12000  # the scale of the committed runs that the whole-set ones r
 
 
 def spec(device: str, out_dir: str, results_dir: str) -> dict:
-    """One `lib.orchestrate.sweep` spec: every run at the whole set, label by label with the seeds inside: the core methods first,
-    then the factorial's cells, then the other claims runs and Fig. 6b's cells."""
+    """One `lib.orchestrate.sweep` spec: every run at the whole set, label by label with the seeds inside: the core
+    methods first, then the factorial's cells, then the other claims runs and Fig. 6b's cells."""
     labels = claims.claim_runs(PROFILE, switch_cells=True)
     first = list(CORE) + [c.label for c in factorial.cells(PROFILE)]  # then the factorial: the gap's "why"
     order = list(dict.fromkeys(first + [lbl for lbl in labels if lbl not in first]))
@@ -203,7 +201,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     ap.add_argument("--workers", type=int, default=None,
-                    help="runs at once (default: lib.sweep's, one 1-thread process per core on a CPU)")
+                    help="runs at once (default: lib.orchestrate.sweep's, one 1-thread process per core on a CPU)")
     ap.add_argument("--out-dir", default="outputs", help="outputs folder holding runs/ (default: outputs)")
     ap.add_argument("--results-dir", default=str(ROOT / "results"), help="evidence folder (default: results)")
     ap.add_argument("--dry-run", action="store_true",

@@ -21,7 +21,7 @@ way the official scripts run them (facts taken from the official code; the code 
   correct count per batch), as the official loops log them.
 
 Where the kit computes the same thing differently (vectorised HEL, on-device crop/flip, one generator for
-every random draw), ``lib.bench.runner.numerical_check`` compares the two on identical inputs.
+every random draw), ``lib.bench.checks.numerical_check`` compares the two on identical inputs.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def train_step(kind: str, model, opt, batch, device, *, num_classes: int, class_
         raise ValueError(f"unknown step kind {kind!r}")
     opt.zero_grad()  # the reference-style loop the kit is measured against: its own step, not the kit's
     loss.backward()
-    opt.step()  # (independent of lib.train.train_step by design)
+    opt.step()  # (independent of lib.core.train.train_step by design)
     return loss.item()
 
 

@@ -1,4 +1,4 @@
-"""A named profile (``lib.core.PROFILES``) as the RunConfig of one method.
+"""A named profile (``lib.profiles.PROFILES``) as the RunConfig of one method.
 
 Kept apart from :mod:`lib.core.config` because it needs the method registry (which methods take which
 hyperparameters, their default attack sizes), and the methods import ``lib.core.config``.
@@ -83,7 +83,7 @@ SPECS: dict[str, dict[str, Any]] = {
         "data": {"dataset": "digits", "imbalance_ratio": 10.0, "crop_padding": 1, "flip": False},
         "model": {"arch": "small_cnn"},
         # per-epoch tracking only where Fig. 1-2 read it (notebook 01 asks for it): here it cost 41% of an AT-BSL epoch
-        # 40 epochs (TAET: 16 clean) keep `make demo` under 10 minutes on 2 cores; 60 took 19 (README, "make demo")
+        # 40 epochs (TAET: 16 clean) keep `make demo` under 10 minutes on 2 cores; 60 took 19 (docs/results.md)
         "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "track_size": 200},
         "method_args": {"ce_epochs": 16},
         "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf")},
@@ -103,7 +103,7 @@ SPECS: dict[str, dict[str, Any]] = {
     # (24,516 train images, 6,000 ... 600), a balanced test subset of 1,000, and small_cnn_fc, where standard (CE)
     # training reaches 88.1% balanced clean accuracy on the whole test set over 3 seeds (`claims --scale-check`;
     # 12,000 images left the 85% floor undecided, 85.7 ± 1.0 [84.7, 86.7] over 6 seeds; small_cnn at 2,000: 63.7%).
-    # About 37 min of one core per TAET run and 57 per AT-BSL run at IR 10 (README, "Claims check").
+    # About 37 min of one core per TAET run and 57 per AT-BSL run at IR 10 (docs/results.md).
     "fashion": {
         "seeds": [0, 1, 2],
         "data": {"dataset": "fashion_mnist", "imbalance_ratio": 10.0, "max_train": None, "max_test": 1000,

@@ -190,8 +190,8 @@ def test_paper_projection_counts_match_the_data_module():
 
 
 def test_cost_measurements_are_set_up_side_by_side_and_timed_one_at_a_time(tmp_path):
-    from lib.bench.costs import measure_costs
     from lib.profiles import run_config
+    from lib.study.costs import measure_costs
 
     cfgs = [run_config("smoke", m, device="cpu", train={"batch_size": 16}) for m in ("ce", "at", "taet")]
     costs = measure_costs(cfgs, steps=1, prepare_ahead=2)  # two groups: (ce, at), then taet

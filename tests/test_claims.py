@@ -375,7 +375,8 @@ def test_which_profiles_train_missing_runs_in_notebook_08():
 def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
     """Every run folder committed under results/<profile>/ is read by today's code: the claims check finds its
     runs for today's configs, and every other committed run (the notebooks' reduced-scale runs, read through
-    lib.sweep's evidence) still hashes to its folder's name with a current evaluation. A change that moves a run's
+    lib.orchestrate.sweep's evidence) still hashes to its folder's name with a current evaluation. A change that moves a
+    run's
     hash (or its evaluation settings) would orphan the evidence silently."""
     from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""lib.core.data: long-tail counts, subsampling, test protocols, loaders (on files in their real format), augmentation."""
+"""lib.core.data: long-tail counts, subsampling, test protocols, loaders (on files in their real format),
+augmentation."""
 
 from __future__ import annotations
 

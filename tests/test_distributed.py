@@ -55,7 +55,7 @@ def _ddp_worker(rank, world, store, loss_name, absent):
             loss = hel_loss(per, ys, 4, 0.3, 0.5, 0.7, absent=absent, distributed=True)
         else:
             loss = per.mean()
-        # exactly what lib.train does on every rank
+        # exactly what lib.core.train does on every rank
         (loss * distributed.shard_weight(ys.numel(), n_global)).backward()
         ref_loss, ref_grads = _single(loss_name, absent)
         if loss_name == "hel":  # every rank holds the global loss

@@ -57,7 +57,7 @@ PINNED = {
 def test_the_table_covers_every_profile_and_registered_method():
     from lib.profiles import PROFILES
 
-    named = {p for p, settings in PROFILES.items() if not settings.tiny}  # lib.orchestrate.tiny adds checks, not results
+    named = {p for p, settings in PROFILES.items() if not settings.tiny}  # --tiny adds checks, not results
     assert set(PINNED) == named
     for profile, row in PINNED.items():
         assert set(row) == set(METHODS), f"{profile}: add the new method's hash to the table"

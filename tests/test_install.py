@@ -144,7 +144,8 @@ def test_set_repo_rewrites_every_copy(tmp_path):
     assert len(changed) >= 9
     found = colab.copies(tmp_path)
     assert {u for urls in found.values() for u in urls} == {"https://github.com/someone/taet-kit"}
-    assert 'REPO_URL = "https://github.com/someone/taet-kit"' in (tmp_path / "lib" / "orchestrate" / "colab.py").read_text()
+    module = tmp_path / "lib" / "orchestrate" / "colab.py"
+    assert 'REPO_URL = "https://github.com/someone/taet-kit"' in module.read_text()
     for nb in (tmp_path / "notebooks").glob("*.ipynb"):
         json.loads(nb.read_text())  # still valid JSON
     with pytest.raises(SystemExit, match="not a GitHub repository URL"):

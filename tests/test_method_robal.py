@@ -161,7 +161,7 @@ def test_checkpoint_reloads_into_a_prepared_model_and_evaluates_adjusted(tmp_pat
     with torch.no_grad():
         before = res.method.eval_model(res.model)(x)
         after = method.eval_model(model)(x)
-    # load_run lays evaluation models out channels_last (lib.speed): same function, other summation order
+    # load_run lays evaluation models out channels_last (lib.core.speed): same function, other summation order
     assert torch.allclose(before, after, rtol=1e-5, atol=1e-5)
     # the evaluation suite attacks (and scores) the adjusted model
     doc = evaluate_run(res.run_dir, ["clean"], device="cpu", verbose=False)

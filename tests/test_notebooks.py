@@ -39,7 +39,7 @@ def _code(path: Path) -> str:
 
 def test_notebooks_reach_the_kit_through_the_facade_and_its_all_is_what_they_call():
     """Each notebook imports `lib.study.notebook` as `kit` and calls `kit.<name>`; the facade's `__all__` is exactly
-    those names. One exception: 07 measures costs with `lib.bench.costs`, a layer above lib.study."""
+    those names: the notebooks import nothing else of the kit."""
     import ast
     import re
 
@@ -55,8 +55,7 @@ def test_notebooks_reach_the_kit_through_the_facade_and_its_all_is_what_they_cal
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lib":
                 kit_imports |= {f"{node.module}.{a.name} as {a.asname}" if a.asname else f"{node.module}.{a.name}"
                                 for a in node.names}
-        extra = {"lib.bench.costs.measure_costs"} if p.stem == "07_efficiency" else set()
-        assert kit_imports == {"lib.study.notebook as kit"} | extra, p.name
+        assert kit_imports == {"lib.study.notebook as kit"}, p.name
         assert "nb = kit.setup(profile, tiny=tiny, device=device, out_dir=out_dir, data_dir=data_dir, " \
                "download=download)" in src, p.name
         used |= set(re.findall(r"\bkit\.(\w+)", src))
@@ -208,7 +207,7 @@ def test_all_notebooks_run_in_the_smoke_profile(tmp_path):
     assert len(_rows(out / "tables" / "fig7_ce_epochs.csv")) == 2
     assert len(_rows(out / "tables" / "table3_dermamnist.csv")) == 3
     assert [r["method"] for r in _rows(out / "tables" / "fig6a_efficiency.csv")] == table_methods()
-    for n in EXPECTED[:6]:  # their runs went through lib.sweep, every seed (its log is in the outputs)
+    for n in EXPECTED[:6]:  # their runs went through lib.orchestrate.sweep, every seed (its log is in the outputs)
         assert "grid point(s)" in (out / "notebooks" / f"{n}.ipynb").read_text(), n
     claims = _rows(out / "tables" / "claims.csv")  # 08 over the smoke profile's two seeds: every row has its interval
     assert len(claims) >= 10 and all(r["n"] == "2" and "95% CI" in r["measured"] for r in claims)

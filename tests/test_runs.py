@@ -51,7 +51,7 @@ NO_RESULT_CHANGES = {
     "eval attacks": lambda c: replace(c, eval=replace(c.eval, attacks=("clean",))),
     "eval eps": lambda c: replace(c, eval=replace(c.eval, eps=4 / 255)),
     "eval seed": lambda c: replace(c, eval=replace(c.eval, seed=3)),
-    # how a run is computed, not what (lib.speed)
+    # how a run is computed, not what (lib.core.speed)
     "memory layout": lambda c: replace(c, train=replace(c.train, channels_last="on")),
     "threads": lambda c: replace(c, train=replace(c.train, threads=1)),
     "torch.compile": lambda c: replace(c, train=replace(c.train, compile=True)),

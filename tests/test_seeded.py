@@ -1,5 +1,5 @@
 """Experiments over seeds: seeded tables (mean ± std with the t-interval, or "1 seed, no interval"), readings that
-call a tie a tie, figures that draw the spread, and runs dispatched for every seed through lib.sweep."""
+call a tie a tie, figures that draw the spread, and runs dispatched for every seed through lib.orchestrate.sweep."""
 
 import math
 

@@ -2,7 +2,7 @@
 
 from lib.study.experiments import wall_table
 from lib.study.seeded import robustness_table, tail_table
-from lib.study.tables import comparison_rows, format_table, rarest_classes
+from lib.study.tables import format_table, rarest_classes
 
 
 def doc(clean, pgd, per_class_pgd, counts=(50, 20, 10, 10)):
@@ -31,12 +31,12 @@ def test_table2_lists_the_rarest_classes_with_their_counts():
     assert rows == [["taet", "35.0", "45.0"], ["at", "20.0", "30.0"]]
 
 
-def test_demo_comparison_joins_both_shapes():
-    header, rows = comparison_rows(DOCS, ["clean", "pgd20"], k_tail=1)
-    assert header == ["method", "Clean bal", "PGD-20 bal", "PGD-20 c3 (n=10)"]
-    assert rows[1] == ["at", "80.0", "40.0", "20.0"]
+def test_a_table_is_aligned_markdown():
+    header, rows = robustness_table(ONE_SEED, attacks=["clean", "pgd20"], digits=1)
+    assert rows[1] == ["at", "80.0", "40.0"]
     text = format_table(header, rows).splitlines()
     assert len(text) == 4 and len({len(line) for line in text}) == 1  # aligned columns
+    assert text[1].startswith("|-") and text[0].startswith("| method")
 
 
 def test_wall_table_sums_epoch_and_attack_seconds_and_keeps_short_runs_nonzero():

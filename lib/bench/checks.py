@@ -28,7 +28,7 @@ CHECK_TOL = 1e-4
 # Numerical check: the two loops compute the same losses (fp32, identical inputs)
 # ---------------------------------------------------------------------------------------------------
 def kit_clips_normal_start() -> bool:
-    """Whether lib.attacks.pgd clips the start x + std·N(0,1) to [0, 1] before the first forward pass (the
+    """Whether lib.core.attacks.pgd clips the start x + std·N(0,1) to [0, 1] before the first forward pass (the
     official code does not). Probed, so the check follows the kit if that changes."""
     seen = []
 
@@ -147,7 +147,7 @@ def _layout_check(h: Harness, xb: torch.Tensor, yb: torch.Tensor, trains_channel
     Gated: eval mode (the attack) logits and input gradient, train mode logits: same arithmetic up to
     summation order, so within the tolerance. The train-mode weight gradients' error against fp64 is reported
     for both layouts, and gated (channels_last within 10x NCHW's, or 1e-4) when the kit trains in channels_last
-    on this device: PyTorch's CPU channels_last batch-norm backward is far less accurate (README, Performance)."""
+    on this device: PyTorch's CPU channels_last batch-norm backward is far less accurate (docs/performance.md)."""
     rel = lambda u, v: float((u - v).abs().max() / v.abs().max().clamp_min(1e-30))  # noqa: E731
     out: dict[str, Any] = {}
     for mode in ("eval", "train"):
@@ -223,8 +223,8 @@ def bf16_check(profile: str = "demo", device: str = "auto", epochs: int | None =
     ±`tolerance` (1 point; `bf16_verdict`). fp32's own seed-to-seed std is reported beside it for scale.
 
     Both precisions are ordinary runs of the run cache at the profile's own settings (`epochs` aside: then 40% of
-    them clean), trained by `lib.orchestrate.sweep`'s workers: fp32 runs the cache or the profile's committed evidence already
-    holds are read, not retrained, and the bf16 runs stay cached (and exportable, `python -m lib export`).
+    them clean), trained by `lib.orchestrate.sweep`'s workers: fp32 runs the cache or the profile's committed evidence
+    already holds are read, not retrained, and the bf16 runs stay cached (and exportable, `python -m lib export`).
     `evidence=False` reads the run cache alone: both precisions trained on this machine (the committed runs may come
     from a CPU that rounds differently)."""
     seeds = check_seeds(seeds, "bf16 check seeds")

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib.bench.costs import PeakMemory
 from lib.core import speed
 from lib.core.attacks import _frozen_params, trusted_inputs  # attacks.py has no public name for _frozen_params yet
 from lib.core.config import ConfigError, DataConfig, EvalConfig, TrainConfig
@@ -27,6 +26,7 @@ from lib.core.evaluate import evaluate_model
 from lib.core.methods import MethodContext, build_method
 from lib.core.models import MODELS, create_model
 from lib.core.train import EpochStats, Training, train_step
+from lib.study.costs import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("taet_stage1", "taet_stage2", "atbsl", "pgd20")
@@ -295,7 +295,7 @@ class Harness:
         t = Training(model, fwd, opt, None, method, sp)
         stats = EpochStats(dev)
 
-        def run() -> int:  # the body of lib.train's epoch loop: train_step and the epoch statistics
+        def run() -> int:  # the body of lib.core.train's epoch loop: train_step and the epoch statistics
             n = 0
             model.train()
             method.current_lr = opt.param_groups[0]["lr"]

@@ -7,7 +7,7 @@ under the :mod:`lib.core.speed` settings) for the TAET stage-1 step, the TAET st
 evaluation. Timed segments alternate between the loops (ABBA order, so drifting machine load hits both alike); the
 speed is the best segment's images/s (the least disturbed one: on a shared machine the median is also reported).
 The numerical check (:mod:`lib.bench.checks`) compares both loops' losses on identical inputs in fp32; the per-method
-costs come from :mod:`lib.bench.costs`; the report from :mod:`lib.bench.report`. Results go to
+costs come from :mod:`lib.study.costs`; the report from :mod:`lib.bench.report`. Results go to
 ``outputs/bench/<host>-<device>.json``.
 """
 
@@ -22,7 +22,6 @@ from typing import Any
 import torch
 
 from lib.bench.checks import numerical_check
-from lib.bench.costs import measure_costs, memory_kind
 from lib.bench.harness import (
     WORKLOADS,
     BenchSettings,
@@ -38,6 +37,7 @@ from lib.bench.report import device_slug, hardware, projections, report_lines, v
 from lib.core import runs, speed
 from lib.core.train import resolve_device
 from lib.profiles import notebook_settings, run_config, table_methods
+from lib.study.costs import measure_costs, memory_kind
 
 
 # ---------------------------------------------------------------------------------------------------

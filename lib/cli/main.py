@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="train and evaluate a grid of runs (methods x IR x HEL weights x seeds)",
                         formatter_class=fmt,
                         description="Expands SPEC (JSON, or TOML on Python >= 3.11; see lib/orchestrate/sweep.py and "
-                                    "README) into runs, skips those already finished and evaluated (run cache), "
+                                    "docs/scaling.md) into runs, skips those already finished and evaluated (run "
+                                    "cache), "
                                     "dispatches the "
                                     "rest, and prints one line per run. Re-running a sweep only does what is "
                                     "missing.")

@@ -19,6 +19,7 @@ names of both are importable from here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.core.attack_base import (  # noqa: F401  (_frozen_params: re-exported for lib.bench)
+    _EPS_HINT,
+    _TRUSTED_INPUTS,
     _check_batch,
     _check_choice,
     _check_nonneg,
@@ -165,13 +168,30 @@ PGD_LOSSES = ("ce", "cw")
 PGD_STARTS = ("uniform", "normal")
 
 
+def _per_sample(name: str, value: float | torch.Tensor, x: torch.Tensor) -> float | torch.Tensor:
+    """A number as it is (checked by the caller); a floating tensor of one value per sample, (N,) or (N, 1, ..., 1),
+    as (N, 1, ..., 1) on x's device and dtype, its values in [0, 1] (one sync; skipped under `trusted_inputs`)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    n = x.shape[0]
+    if not value.is_floating_point() or value.dim() < 1 or value.shape[0] != n or value.numel() != n:
+        raise ConfigError(f"{name} as a tensor must be floating, one value per sample: ({n},) or ({n}, 1, 1, 1); got "
+                          f"{value.dtype} {tuple(value.shape)}")
+    v = value.detach().to(device=x.device, dtype=x.dtype).reshape((n,) + (1,) * (x.dim() - 1))
+    if n and not _TRUSTED_INPUTS.get():
+        lo, hi = (float(t) for t in torch.aminmax(v))
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ConfigError(f"{name} must be {_EPS_HINT} for every sample; got values in [{lo:.4g}, {hi:.4g}]")
+    return v
+
+
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    eps: float,
-    step_size: float,
+    eps: float | torch.Tensor,
+    step_size: float | torch.Tensor,
     steps: int,
     loss: str = "ce",
     random_start: bool = True,
@@ -179,6 +199,8 @@ def pgd(
     start_std: float = 0.001,
     kappa: float = 0.0,
     generator: torch.Generator | None = None,
+    start_eps: float | torch.Tensor | None = None,
+    mode: Callable[[nn.Module], contextlib.AbstractContextManager] = eval_mode,
 ) -> torch.Tensor:
     """l_inf projected gradient ascent (Madry et al. 2018) on CE or the CW margin.
 
@@ -189,29 +211,41 @@ def pgd(
     ``random_start=False`` starts at x. Each step (:func:`linf_ascent`):
     ``x' <- clip_ball(x' + step_size·sign(∇ loss))``.
     Noise comes from ``generator`` when given (it may live on another device than x).
+
+    ``eps``, ``step_size`` may be per-sample tensors (N,) (RobustLT's class-wise budgets): sample i stays in its
+    ball of radius eps[i]. ``start_eps`` (default ``eps``): the radius the start is drawn in and clipped to; a wider
+    one (RobustLT: the base ε) is projected into the eps-ball by the first step. ``mode(model)``: the context the
+    ascent runs in, which gives the model's mode back (default :func:`eval_mode`; RobustLT's trainer crafts in train
+    mode with BatchNorm statistics frozen, ``lib.core.methods.common.frozen_bn_train_mode``).
     """
-    _check_unit("eps", eps)
-    _check_unit("step_size", step_size)
+    for name, v in (("eps", eps), ("step_size", step_size), ("start_eps", start_eps)):
+        if v is not None and not isinstance(v, torch.Tensor):
+            _check_unit(name, v)
     _check_steps("steps", steps)
     _check_choice("loss", loss, PGD_LOSSES)
     _check_choice("start", start, PGD_STARTS)
     _check_nonneg("start_std", start_std)
     _check_nonneg("kappa", kappa)
     _check_batch(x, y)
+    wide_start = start_eps is not None
+    eps, step_size = _per_sample("eps", eps, x), _per_sample("step_size", step_size, x)
+    start_eps = _per_sample("start_eps", start_eps, x) if wide_start else eps
     x = x.detach()
     if not random_start:
         x_start = x.clone()
     elif start == "uniform":
-        x_start = _project_linf(x + eps * (2.0 * random_like(x, "uniform", generator) - 1.0), x, eps)
+        x_start = _project_linf(x + start_eps * (2.0 * random_like(x, "uniform", generator) - 1.0), x, start_eps)
     else:
-        x_start = _project_linf(x + start_std * random_like(x, "normal", generator), x, eps)
+        x_start = _project_linf(x + start_std * random_like(x, "normal", generator), x, start_eps)
 
     def objective(logits: torch.Tensor, t: int) -> torch.Tensor:
         return F.cross_entropy(logits, y, reduction="sum") if loss == "ce" else -cw_margin(logits, y, kappa).sum()
 
-    with eval_mode(model):
-        return linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective,
-                           clamp_order="fused")
+    with mode(model):
+        x_adv = linf_ascent(model, x, x_start, eps=eps, step_size=step_size, steps=steps, objective=objective,
+                            clamp_order="fused")
+    return _project_linf(x_adv, x, eps) if wide_start else x_adv
+
 
 def cw_linf(
     model: nn.Module,

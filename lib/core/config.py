@@ -1,10 +1,10 @@
-"""Configuration dataclasses and named profiles.
+"""Configuration dataclasses: what one run is, and the one path by which it changes.
 
 A run is fully described by a :class:`RunConfig`: data, model, training schedule, the method's own
 hyperparameters (``method_args``, resolved against the method's dataclass) and the evaluation suite.
 Its hash (see :mod:`lib.core.runs`) decides whether a finished run can be reused. Every change to a config goes
-through :func:`override` (dotted keys, one type coercion), so one experiment has one hash. A profile becomes one
-method's config in :mod:`lib.profiles` (it needs the method registry; this module imports nothing from the kit but
+through :func:`override` (dotted keys, one type coercion), so one experiment has one hash. The named profiles live
+one layer up, in :mod:`lib.profiles` (they need the method registry; this module imports nothing from the kit but
 :mod:`lib.core.errors`).
 """
 
@@ -64,8 +64,8 @@ class TrainConfig:
     track_eps: float = EPS_8  # the tracking attack's ε and step (Fig. 1-2: PGD-10 at 8/255, step 2/255)
     track_step_size: float = 2.0 / 255.0
     progress: bool = True  # tqdm bars (quiet when stderr is not a terminal)
-    amp: str = "auto"  # auto | off | bf16: autocast of training forward passes and the training attack (lib.speed)
-    channels_last: str = "auto"  # auto | on | off: NHWC weights and activations (lib.speed)
+    amp: str = "auto"  # auto | off | bf16: autocast of training forward passes and the training attack (lib.core.speed)
+    channels_last: str = "auto"  # auto | on | off: NHWC weights and activations (lib.core.speed)
     compile: bool = False  # torch.compile the model (python -m lib bench --compile reports compile time vs gain)
     threads: int | None = None  # torch intra-op threads (None = one per core)
 

@@ -320,7 +320,7 @@ def load_fashion_mnist(data_dir: str, download: bool) -> RawData:
                         f"(or its fashion-mnist/, FashionMNIST/raw/)"
                         + (f" nor in {FASHION_MNIST_SYSTEM_DIR}" if system_data_dirs() else
                            f" ({NO_SYSTEM_DATA_ENV} is set: {FASHION_MNIST_SYSTEM_DIR} not searched)") + "; "
-                        f"run `apt-get install dataset-fashion-mnist` or put the files in --data-dir")
+                        "run `apt-get install dataset-fashion-mnist` or put the files in --data-dir")
     tx, ty, vx, vy = (read_idx(files[f], 2051 if "images" in f else 2049) for f in FASHION_FILES)
     for xs, ys, fx, fy in ((tx, ty, *FASHION_FILES[:2]), (vx, vy, *FASHION_FILES[2:])):
         if len(xs) != len(ys):

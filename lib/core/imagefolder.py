@@ -13,9 +13,9 @@ The uint8 arrays are cached beside the images in ``<root>/.taet_kit_cache.npz`` 
 fingerprint of the sorted file list with each file's size and mtime and of Pillow's and libjpeg's versions: a
 cache made from another file list or decoder is rebuilt, with a note, never reused. Where ``<root>`` cannot be
 written (a read-only copy, a full disk) the images are decoded in memory with a warning, again on every run.
-Per-channel mean and std come from the train split. The long-tail draw, both test protocols and crop/flip on the
-device then work as for ``cifar10`` (:func:`lib.core.data.build_data`); ``--imbalance-ratio 1`` keeps a folder
-that is already long-tailed as it is.
+Per-channel mean and std come from the train split (computed when decoding, kept in the cache). The long-tail
+draw, both test protocols and crop/flip on the device then work as for ``cifar10``
+(:func:`lib.core.data.build_data`); ``--imbalance-ratio 1`` keeps a folder that is already long-tailed as it is.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from lib.core.data import DataError, RawData, register_dataset
 
 CACHE_NAME = ".taet_kit_cache.npz"
 CACHE_VERSION = 1  # bump when the cache's content or decoding changes
+CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y", "mean", "std")  # mean, std: of train_x, in [0, 1] units
 SPLITS = ("train", "test")
 MODES = {"RGB": 3, "L": 1}  # the image modes `imagefolder` takes, and their channels
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -171,9 +172,9 @@ def _read_cache(path: str, fp: str) -> tuple[dict[str, np.ndarray] | None, str |
         with np.load(path, allow_pickle=False) as z:
             if str(z["fingerprint"]) != fp:
                 return None, f"{path} was made from another file list or decoder: rebuilt"
-            return {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}, None
+            return {k: z[k] for k in CACHE_KEYS}, None
     except Exception as e:  # a truncated or foreign file
-        return None, f"{path} is unreadable ({type(e).__name__}): rebuilt"
+        return None, f"{path} is unreadable or incomplete ({type(e).__name__}): rebuilt"
 
 
 def save_cache(path: str, fp: str, arrays: dict[str, np.ndarray]) -> None:
@@ -245,6 +246,7 @@ def load_folder(root: str, spec: FolderSpec) -> RawData:
         train_x, test_x = decode(spec, (train, test))
         arrays = {"train_x": train_x, "train_y": np.asarray(train.targets, dtype=np.int64),
                   "test_x": test_x, "test_y": np.asarray(test.targets, dtype=np.int64)}
+        arrays["mean"], arrays["std"] = (np.asarray(v, dtype=np.float64) for v in channel_stats(train_x))
         try:
             save_cache(path, fp, arrays)
             where = f"cached in {path}"
@@ -254,7 +256,7 @@ def load_folder(root: str, spec: FolderSpec) -> RawData:
                           f"decoded in memory and will be decoded again on every run: make {root} writable, or "
                           f"copy the folder somewhere writable and point --data-dir there", stacklevel=2)
         print(f"{spec.name}: decoded in {time.perf_counter() - t0:.1f} s, {where}", file=sys.stderr, flush=True)
-    mean, std = channel_stats(arrays["train_x"])
+    mean, std = (tuple(float(v) for v in arrays[k]) for k in ("mean", "std"))
     return RawData(_to_nchw(arrays["train_x"]), torch.from_numpy(arrays["train_y"]), _to_nchw(arrays["test_x"]),
                    torch.from_numpy(arrays["test_y"]), len(train.classes), list(train.classes), mean, std)
 

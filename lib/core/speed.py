@@ -1,7 +1,7 @@
 """Running the training and attack loops close to the hardware: precision, memory layout, optimizer, compile.
 
 Every switch here is measured side by side with the reference-style loop by ``python -m lib bench``
-(``lib.bench.runner``); README's "Performance" section has the numbers and what did not help.
+(``lib.bench.runner``); docs/performance.md has the numbers and what did not help.
 
 - ``amp``: ``"off"`` (fp32), ``"bf16"`` (autocast to bfloat16 for the forward passes of training and of the
   training attack; weights, optimizer state and gradients stay fp32) or ``"auto"``. ``"auto"`` resolves to
@@ -34,9 +34,9 @@ AMP_CHOICES = ("auto", "off", "bf16")
 LAYOUT_CHOICES = ("auto", "on", "off")
 
 # Flip to True once `python -m lib bench --bf16-check` on a GPU shows bf16 within 1 point of fp32's balanced
-# robustness (README, Performance). Until then "auto" is fp32 on every device.
+# robustness (docs/performance.md). Until then "auto" is fp32 on every device.
 AUTO_BF16_ON_CUDA = False
-# channels_last (README, Performance): on CUDA the layout tensor cores and cuDNN's NHWC kernels want. On CPU it
+# channels_last (docs/performance.md): on CUDA the layout tensor cores and cuDNN's NHWC kernels want. On CPU it
 # makes the attack's passes 10-50% faster, but PyTorch's channels_last batch-norm backward in train mode is
 # 5-15x less accurate where its sums cancel (weight gradients of the small CNN differ from fp64 by ~1e-2 relative
 # instead of ~1e-6): opt-in there (channels_last="on"), not the default.

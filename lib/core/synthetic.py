@@ -34,7 +34,7 @@ def write_synthetic_cifar(folder: str, name: str = "cifar10", seed: int = 0, *,
                           test_per_class: int = SYNTH_TEST_PER_CLASS) -> str:
     """A CIFAR-10/100 look-alike in torchvision's on-disk format (`cifar-10-batches-py/`: five pickled train
     batches, a test batch and the meta file, rows of 3072 bytes in CHW order), with its md5s recorded in
-    SYNTHETIC_MARKER so lib.data hands torchvision these checksums. Returns the base folder. `--tiny` writes the
+    SYNTHETIC_MARKER so lib.core.data hands torchvision these checksums. Returns the base folder. `--tiny` writes the
     default sizes; benchmarks/gpu_check.sh writes CIFAR-10's own (5,000 train images per class) to time real epochs."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
@@ -84,7 +84,8 @@ def write_synthetic_dermamnist(folder: str, seed: int = 0) -> str:
 
 
 def synthetic_checksums(cls, folder: str):
-    """torchvision's class, or for a folder of `--tiny`'s synthetic files (lib.tiny) a subclass carrying their
+    """torchvision's class, or for a folder of `--tiny`'s synthetic files (lib.orchestrate.tiny) a subclass carrying
+   their
     md5s instead of CIFAR's: torchvision's own code still checks and reads every file."""
     marker = os.path.join(folder, SYNTHETIC_MARKER)
     if not os.path.isfile(marker):

@@ -2,7 +2,8 @@
 
 `build_training(cfg, device)` makes what a run trains with (data, model, method, speed plan, optimizer, schedule)
 and `train_step` is the one training step (attack + loss + backward + optimizer step); the epoch loop here, the
-benchmark (`lib.bench.runner`), the cost measurements (`lib.bench.costs`) and the bf16 check (`lib.bench.checks`) all call them.
+benchmark (`lib.bench.runner`), the cost measurements (`lib.study.costs`) and the bf16 check (`lib.bench.checks`) all
+call them.
 Schedule (TAET and AT-BSL official code): SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128,
 100 epochs, lr ×0.1 after epochs 75 and 90 (milestones are fractions of `epochs`, so they scale with it).
 Every epoch ends with an atomic checkpoint holding model, optimizer, scheduler, epoch, history and all

@@ -2,7 +2,8 @@
 
 A notebook opened in Colab has nothing of the kit but itself, so its setup cell must name the repository to
 clone, and its "Open in Colab" badge (and README's table) must name the repository to open. All of those are
-copies of :data:`REPO_URL`; ``python -m lib.orchestrate.colab https://github.com/you/taet-kit`` sets it here and rewrites
+copies of :data:`REPO_URL`; ``python -m lib.orchestrate.colab https://github.com/you/taet-kit`` sets it here and
+rewrites
 them, and tests/test_install.py fails when any copy differs from it. While it is the placeholder, the setup
 cell stops on Colab with one line saying what to set.
 """

@@ -116,7 +116,7 @@ def run_pipeline(profile: str = "demo", only=None, *, device: str = "auto", out_
                  force: bool = False, kernel: str = "python3", html_export: bool = True,
                  folder: Path = NOTEBOOK_DIR, tiny: bool = False, data_dir: str = "data",
                  download: bool = False, allow_slow: bool = False) -> list[dict[str, Any]]:
-    """Run the chosen notebooks in order. `tiny`: the profile with only its sizes shrunk (lib.tiny), into
+    """Run the chosen notebooks in order. `tiny`: the profile with only its sizes shrunk (lib.orchestrate.tiny), into
     outputs/tiny/<profile>/ by default; `data_dir` and `download` reach every notebook as parameters."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {sorted(PROFILES)}")

@@ -46,8 +46,8 @@ def check_data(profile: str, data_dir: str = "data", download: bool = False) -> 
             DATASETS[name](data_dir, False)
         except DataError as e:
             raise ConfigError(f"profile {profile!r} needs {name} for {who} and it is not here offline ({e}). "
-                              f"Run with --download online, or put the files in --data-dir (README: Running the "
-                              f"paper setting); `--tiny` runs every code path without it") from None
+                              f"Run with --download online, or put the files in --data-dir (docs/paper-setting.md); "
+                              f"`--tiny` runs every code path without it") from None
 
 
 def seconds_per_pass(arch: str, shape: tuple[int, int, int], num_classes: int, device: str = "cpu") -> float:

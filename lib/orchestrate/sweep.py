@@ -217,7 +217,7 @@ def default_workers(device: str = "auto") -> int:
     """How many runs to train at once by default: on a CPU one single-thread process per core this process may use
     (at most MAX_DEFAULT_WORKERS), on a GPU one.
 
-    Measured on 2 idle cores (README, "Claims check"): two runs as two 1-thread processes finished 1.26× sooner
+    Measured on 2 idle cores (docs/performance.md): two runs as two 1-thread processes finished 1.26× sooner
     than one after the other on 2 threads (Fashion-MNIST-LT, small_cnn_fc, TAET stage 2) and 1.64× sooner on the
     demo's 8×8 digits, whose small batches use a second thread poorly.
     """

@@ -153,7 +153,8 @@ METRICS = (("PGD-20", "pgd20"), ("Clean", "clean"))
 
 
 def factorial_effects(profile: str, gathered: dict[str, Any], diverged=()) -> dict[str, dict[str, Summary]]:
-    """{"PGD-20": effects, "Clean": effects} (lib.factorial.effects) from the gathered factorial cells; `diverged`:
+    """{"PGD-20": effects, "Clean": effects} (lib.study.factorial.effects) from the gathered factorial cells;
+    `diverged`:
     the labels of cells whose training diverged."""
     return {name: factorial.effects({lbl: list(v.values()) for lbl, v in _cell_values(profile, gathered, a).items()},
                                     profile, diverged) for name, a in METRICS}

@@ -71,7 +71,7 @@ def claim_runs(profile: str, factorial_cells: bool = True, switch_cells: bool = 
 
 
 def switch_runs(profile: str) -> dict[str, tuple[str, dict[str, dict]]]:
-    """The official codes' protocol switches that run at 28 px (README, Deviations: the official TAET notebook's
+    """The official codes' protocol switches that run at 28 px (docs/deviations.md: the official TAET notebook's
     protocol), each set alone on TAET and AT-BSL: no input normalisation, the extra train-mode clean forward, and
     (AT-BSL only, the TAET repository's AT-BSL baseline) TAET's training attack."""
     out: dict[str, tuple[str, dict[str, dict]]] = {}
@@ -182,7 +182,7 @@ def gather(profile: str, *, seeds=None, device: str = "cpu", out_dir: str = "out
         workers = default_workers(device) if workers is None else workers
         failure = None
         for spec in training_specs(profile, missing, device=device, out_dir=out_dir):
-            # one worker: this process, with its thread settings; several: spawned 1-thread processes (lib.seeded)
+            # one worker: this process, with its thread settings; several: spawned 1-thread processes (lib.study.seeded)
             try:
                 run_sweep(spec, executor="inline" if workers <= 1 else "local", workers=workers)
             except SweepError as e:  # runs that diverged are reported below; any other failure is raised

@@ -10,7 +10,8 @@ from lib.core.config import override
 from lib.core.evaluate import evaluate_run
 from lib.core.train import train_run, validate
 from lib.profiles import profile_config
-from lib.study.tables import comparison_rows, format_table
+from lib.study.seeded import robustness_table, seeds_label, tail_table
+from lib.study.tables import format_table
 
 
 def run_demo(profile: str = "demo", methods=("taet", "atbsl", "at"), device: str = "auto", force: bool = False,
@@ -28,15 +29,17 @@ def run_demo(profile: str = "demo", methods=("taet", "atbsl", "at"), device: str
         walls[cfg.method] = time.perf_counter() - t0
         docs[cfg.method] = (doc, res.run_dir)
     attacks = list(cfgs[0].eval.attacks)
-    header, rows = comparison_rows({m: d for m, (d, _) in docs.items()}, attacks)
-    header.append("wall s")
-    for r in rows:
-        r.append(f"{walls[r[0]]:.0f}")
+    by_seed = {m: {cfg.train.seed: d} for cfg, (m, (d, _)) in zip(cfgs, docs.items())}  # one seed: K = 1
+    header, rows = robustness_table(by_seed, attacks, digits=1)
+    tail_header, tail_rows = tail_table(by_seed, attacks=("pgd20",))
+    header += tail_header[1:] + ["wall s"]
+    for r, t in zip(rows, tail_rows):
+        r += t[1:] + [f"{walls[r[0]]:.0f}"]
     table = format_table(header, rows)
     proto = next(iter(docs.values()))[0]["protocol"]
     title = (f"{profile} profile: {proto['dataset']}-LT IR {proto['imbalance_ratio']:g}, train counts "
              f"{proto['train_counts']}, {proto['test_protocol']} test set of {proto['n_test']}; "
-             f"balanced accuracy / robustness in %")
+             f"balanced accuracy / robustness in %, {seeds_label(1)}")
     tables = Path(out_dir) / "tables"
     runs.atomic_write_text(tables / f"demo_{profile}.md", title + "\n\n" + table + "\n")
     runs.atomic_write_csv(tables / f"demo_{profile}.csv", [dict(zip(header, r)) for r in rows])

@@ -14,6 +14,7 @@ from lib.orchestrate.tiny import prepare_profile
 from lib.profiles import notebook_settings, profile_config, reduced_scale, run_config, table_attacks, table_methods
 from lib.study.claims import check as check_claims
 from lib.study.claims import settings as claims_settings
+from lib.study.costs import measure_costs
 from lib.study.experiments import (
     config_with_weights,
     cost_reading,
@@ -79,11 +80,11 @@ def setup(profile: str, *, tiny: bool = False, device: str = "auto", out_dir: st
 
 
 __all__ = [
-    "at_reduced", "check_claims", "claims_settings", "config_with_weights", "cost_reading", "cost_table", "derma_data",
-    "dynamics_reading", "efficiency_bars", "figure_title", "first_doc", "grouped_bars", "hel_grid_table", "lines",
-    "metric_vs_ir", "per_class_curves", "per_class_dynamics", "per_class_series", "profile_config", "protocol_line",
-    "ranking_reading", "rarest_classes", "reduced_scale", "robustness_table", "run_config", "save_figure",
-    "save_table", "seeds_of", "separation_table", "series", "setup", "sweep_reading", "sweep_seeds", "sweep_table",
-    "table_attacks", "table_methods", "tail_table", "title", "train_eval_seeds", "tsne_panels", "tsne_points",
-    "wall_table",
+    "at_reduced", "check_claims", "claims_settings", "config_with_weights", "cost_reading", "cost_table",
+    "derma_data", "dynamics_reading", "efficiency_bars", "figure_title", "first_doc", "grouped_bars",
+    "hel_grid_table", "lines", "measure_costs", "metric_vs_ir", "per_class_curves", "per_class_dynamics",
+    "per_class_series", "profile_config", "protocol_line", "ranking_reading", "rarest_classes", "reduced_scale",
+    "robustness_table", "run_config", "save_figure", "save_table", "seeds_of", "separation_table", "series", "setup",
+    "sweep_reading", "sweep_seeds", "sweep_table", "table_attacks", "table_methods", "tail_table", "title",
+    "train_eval_seeds", "tsne_panels", "tsne_points", "wall_table",
 ]

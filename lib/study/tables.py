@@ -26,25 +26,6 @@ def metric_cells(doc: dict[str, Any], attacks: list[str], metric: str = "balance
     return [percent(None if doc["results"].get(a) is None else doc["results"][a][metric], digits) for a in attacks]
 
 
-def tail_cells(doc: dict[str, Any], attack: str, classes: list[int], digits: int = 1) -> list[str]:
-    """One cell per class of `classes`: its recall under `attack` ("-" where missing)."""
-    r = doc["results"].get(attack)
-    return [percent(None if r is None else r["per_class"][c], digits) for c in classes]
-
-
-def comparison_rows(docs: dict[str, dict[str, Any]], attacks: list[str], tail_attack: str = "pgd20",
-                    k_tail: int = 3) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: balanced accuracy (clean) / balanced robustness (attacks), in %, then the per-class
-    robustness of the k rarest classes under `tail_attack`."""
-    counts = next(iter(docs.values()))["protocol"]["train_counts"]
-    tail = rarest_classes(counts, k_tail)
-    header = ["method"] + [f"{COLUMN_NAMES.get(a, a)} bal" for a in attacks]
-    header += [f"{COLUMN_NAMES.get(tail_attack, tail_attack)} c{c} (n={counts[c]})" for c in tail]
-    rows = [[label] + metric_cells(doc, attacks, digits=1) + tail_cells(doc, tail_attack, tail)
-            for label, doc in docs.items()]
-    return header, rows
-
-
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured markdown table, aligned so it also reads well in a terminal."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]

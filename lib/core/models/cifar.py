@@ -204,7 +204,7 @@ class SmallCNNFC(SmallCNN):
     Average pooling makes small_cnn a bag of 9×9-pixel patches, which underfits Fashion-MNIST (its CE training
     accuracy stays below 90%); the spatial head costs almost nothing and, on Fashion-MNIST-LT IR 10 with 6,000 train
     images and 20 epochs, lifted balanced clean accuracy from 75.4% to 82.8% (a deeper body with one more conv reached
-    81.3% at 1.6× the time). README, Deviations, "Fashion scale", has the probes.
+    81.3% at 1.6× the time). docs/deviations.md, "Fashion scale", has the probes.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32, image_size: int = 28):
