@@ -168,6 +168,24 @@ SPECS: dict[str, dict[str, Any]] = {
         "notebooks": {**PAPER_NOTEBOOKS,
                       "efficiency": {"arch": "resnet50_tv", "batch_size": 128, "steps": 20, "dataset": "cifar10"}},
     },
+    # RobustLT's own protocol (zhang-lilin/RobustLT: configs/cifar10lf/*_cifar10.yaml, core/trainer, eval.py), each
+    # piece a switch (docs/robustlt.md): CIFAR-10-LT IR 50, 100 epochs, lr 0.1 x0.1 after 75 and 90, batch 128,
+    # normalisation inside the model, the last epoch evaluated on the whole test set with PGD-20 (step 1/255) and
+    # torchattacks' AutoAttack. Its trainer gives every method ε 8/255, step 2/255, 10 steps from x + U(−ε, ε); its
+    # AT-BSL and TAET losses run a discarded train-mode clean forward; its TAET counts epochs from 1, so ce_epochs 40
+    # trains 39 clean epochs. WRN-28-10 there; the kit registers WRN-34-10. GPU.
+    "robustlt": {
+        "seeds": [0, 1, 2],  # the official splits and seeds are 102, 103, 104: three
+        "data": {"dataset": "cifar10", "imbalance_ratio": 50.0},
+        "model": {"arch": "wrn34_10"},
+        "train": {"epochs": 100, "batch_size": 128, "lr": 0.1, "track_size": 1000},
+        "method_args": {"ce_epochs": 39, "extra_clean_forward": True},
+        # The baselines with the official trainer's attack (the robustlt_* methods have it as their defaults).
+        "method_args_by_method": {m: {"eps": 8.0 / 255.0, "step_size": 2.0 / 255.0, "steps": 10, "start": "uniform"}
+                                  for m in ("atbsl", "taet")},
+        "eval": {"attacks": ("clean", "pgd20", "autoattack_ta")},
+        "notebooks": PAPER_NOTEBOOKS,
+    },
 }
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from lib.cli.main import main
 from lib.core import imagefolder as F
 from lib.core.config import DataConfig
 from lib.core.data import DATASETS, DataError, _stats, build_data, long_tail_counts
@@ -65,7 +64,7 @@ def test_imagefolder_gives_the_decoded_pixels_labels_in_folder_order_and_train_s
     assert raw.class_names == ["ant", "cat", "dog"] and raw.num_classes == 3  # sorted folder names = labels
     assert raw.train_x.shape == (10, 3, 16, 24) and raw.train_x.dtype == torch.uint8
     assert raw.train_y.tolist() == [0] * 3 + [1] * 5 + [2] * 2 and raw.test_y.tolist() == [0, 0, 1, 1, 2, 2]
-    first_cat = np.asarray(Image.open(root / "train" / "cat" / "0000.jpg"))  # (H, W, 3), PIL's own decode
+    first_cat = np.array(Image.open(root / "train" / "cat" / "0000.jpg"))  # (H, W, 3), PIL's own decode
     assert torch.equal(raw.train_x[3], torch.from_numpy(first_cat).permute(2, 0, 1))
     assert np.allclose(raw.mean + raw.std, sum(_stats(raw.train_x), ()), atol=1e-4)  # as the other loaders'
 
@@ -74,7 +73,7 @@ def test_a_grayscale_folder_is_one_channel_without_conversion(tmp_path):
     root = write_folder(tmp_path / "g", ["a", "b"], 2, 1, size=(16, 16), mode="L")
     raw = DATASETS["imagefolder"](str(root), False)
     assert raw.train_x.shape == (4, 1, 16, 16) and len(raw.mean) == 1
-    assert torch.equal(raw.test_x[1, 0], torch.from_numpy(np.asarray(Image.open(root / "test" / "b" / "0000.jpg"))))
+    assert torch.equal(raw.test_x[1, 0], torch.from_numpy(np.array(Image.open(root / "test" / "b" / "0000.jpg"))))
 
 
 def test_cifar10_jpeg_reads_the_cifar_label_order_from_either_folder(small_cifar):
@@ -112,7 +111,7 @@ def test_the_cache_is_reused_while_the_file_list_is_the_same_and_rebuilt_when_it
     new = DATASETS["imagefolder"](str(root), False)
     assert "made from another file list" in capsys.readouterr().err
     assert new.train_x.shape[0] == 5
-    assert torch.equal(new.train_x[3], torch.from_numpy(np.asarray(Image.open(replaced))).permute(2, 0, 1))
+    assert torch.equal(new.train_x[3], torch.from_numpy(np.array(Image.open(replaced))).permute(2, 0, 1))
 
 
 def test_an_unreadable_cache_is_rebuilt_and_cifar10_jpeg_shares_the_generic_cache(small_cifar, monkeypatch, capsys):
@@ -238,6 +237,8 @@ def test_cifar10_jpeg_checks_the_full_counts_by_default(tmp_path, monkeypatch):
 
 # The command line ---------------------------------------------------------------------------------------------
 def _train(data_dir, out, *extra):
+    from lib.cli.main import main
+
     return main(["train", "--data-dir", str(data_dir), "--arch", "small_cnn", "--method", "ce", "--epochs", "1",
                  "--batch-size", "8", "--device", "cpu", "--no-progress", "--out-dir", str(out), "--name", "r",
                  *extra])

@@ -23,9 +23,11 @@ COUNTS = long_tail_counts(100, 10, 10.0)  # 100 ... 10: the class counts the bal
 # Only where a default would make the test slow or skip a code path: TAET needs ce_epochs <= EPOCHS, LAS-AT's
 # strategy network is the small CNN (default: ResNet-18) and updates every 2nd batch (default 20) so that its
 # REINFORCE step and its state are exercised.
-ARGS = {"taet": {"ce_epochs": 2}, "las_at": {"strategy_arch": "small_cnn", "interval": 2}}
+ARGS = {"taet": {"ce_epochs": 2}, "robustlt_taet": {"ce_epochs": 2},
+        "las_at": {"strategy_arch": "small_cnn", "interval": 2}}
 STAGES = {
     "taet": ["clean", "clean", "adversarial", "adversarial"],  # clean CE for ce_epochs, then PGD + HEL
+    "robustlt_taet": ["clean", "clean", "adversarial", "adversarial"],  # the wrapper keeps TAET's stages
     "ce": ["clean"] * EPOCHS,
     "gairat": ["adversarial"] + ["reweighted"] * 3,  # GAIR from 1-indexed epoch round(0.5 · 4) = 2
 }

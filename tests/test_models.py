@@ -10,9 +10,10 @@ from lib.core import models
 from lib.core.config import ConfigError
 from lib.core.models import MODELS, NormalizedModel, count_parameters, create_model, list_models
 
-SCRATCH = ["resnet18", "preact_resnet18", "wrn34_10", "small_cnn"]
+SCRATCH = ["resnet18", "preact_resnet18", "preact_resnet18_w16", "resnet20", "wrn34_10", "small_cnn"]
 TORCHVISION = ["resnet50_tv", "vit_b16"]
-FEATURE_DIM = {"resnet18": 512, "preact_resnet18": 512, "wrn34_10": 640, "small_cnn": 128,
+FEATURE_DIM = {"resnet18": 512, "preact_resnet18": 512, "preact_resnet18_w16": 128, "resnet20": 64, "wrn34_10": 640,
+               "small_cnn": 128,
                "resnet50_tv": 2048, "vit_b16": 768}
 
 
@@ -155,6 +156,10 @@ def test_known_parameter_counts():
     # plus the final BN (1,024), minus 896 because a downsampling block's first BN sees its narrower input.
     assert count_parameters(create_model("preact_resnet18", 10)) == 11_173_962 - 128 - 1792 + 1024 - 896
     assert 80_000 < count_parameters(create_model("small_cnn", 10)) < 120_000
+    # ResNet-20 (He et al. 2016, n = 3), by hand: stem 432 + 32; stage 1, three blocks of two 16->16 convs and two
+    # BNs, 3 x 4,672; stage 2, 14,528 (with the 1x1 projection and its BN) + 2 x 18,560; stage 3, 57,728 +
+    # 2 x 73,984; linear 650.
+    assert count_parameters(create_model("resnet20", 10)) == 464 + 14_016 + 51_648 + 205_696 + 650
     assert count_parameters(create_model("resnet50_tv", 1000)) == 25_557_032  # torchvision's ResNet-50
     frozen = create_model("small_cnn", 10)
     frozen.inner.body.requires_grad_(False)

@@ -241,7 +241,7 @@ def test_per_epoch_tracking_leaves_the_trained_weights_unchanged(tmp_path, metho
     """Tracking (Fig. 1-2) attacks a test subset after each epoch with its own generator, in eval mode: the weights
     and losses must be those of the same run untracked, which is why profiles can track only where a figure reads
     it (notebook 01) without changing any other result."""
-    args = {"ce_epochs": 1} if method == "taet" else {}
+    args = {"ce_epochs": 1} if method in ("taet", "robustlt_taet") else {}
     base = small_cfg(tmp_path, method, epochs=2, **args)
     tracked = train_run(override(base, {"out_dir": str(tmp_path / "t"), "train.track_every": 1,
                                         "train.track_size": 60}), verbose=False)

@@ -15,7 +15,8 @@ from lib.profiles import PROFILES, profile_config
 
 # (flag, section, field, type, paper value, help). Defaults shown are the kit's (= the paper's unless noted).
 RUN_FLAGS: list[tuple[str, str, str, Any, str, str]] = [
-    ("--dataset", "data", "dataset", str, "cifar10 (also cifar100, dermamnist)", "dataset name"),
+    ("--dataset", "data", "dataset", str, "cifar10 (also cifar100, dermamnist)", "dataset name; image folders: "
+     "cifar10_jpeg (--data-dir/cifar10-jpeg), imagefolder (your own --data-dir/{train,test}/<class>/<image>)"),
     ("--data-dir", "data", "data_dir", str, "-", "folder with the dataset files"),
     ("--imbalance-ratio", "data", "imbalance_ratio", float, "10 (Table 5: 10/20/50/100)",
      "n_max / n_min of the train set"),

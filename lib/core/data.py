@@ -129,7 +129,7 @@ class RawData:
 
 
 Loader = Callable[[str, bool], RawData]
-DATASETS: dict[str, Loader] = {}
+DATASETS: dict[str, Loader] = {}  # also filled by lib/core/imagefolder.py (imported by lib/core/__init__.py)
 
 
 def register_dataset(name: str, *, natural_long_tail: bool = False) -> Callable[[Loader], Loader]:
