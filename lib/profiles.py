@@ -148,14 +148,16 @@ SPECS: dict[str, dict[str, Any]] = {
         "notebooks": PAPER_NOTEBOOKS,
     },
     # The official TAET notebook's protocol (BuhuiOK/TAET-, TAET.ipynb; its AT-BSL baseline code/AT-BSL/AT-BSL.ipynb),
-    # each piece a switch: torchvision ResNet-50 from ImageNet weights, images resized to 224 px before crop (pad 4)
-    # and flip (attacks on 224-px tensors), no input normalisation, an extra train-mode clean forward before the stage
-    # branch, a long-tailed test set, AT-BSL trained with TAET's attack, and AutoAttack as torchattacks runs it. GPU.
+    # each piece a switch: torchvision ResNet-50 trained from scratch (cell 1: `resnet50(weights=None)`), images
+    # resized to 224 px before crop (pad 4) and flip (attacks on 224-px tensors), no input normalisation, an extra
+    # train-mode clean forward before the stage branch, a long-tailed test set, AT-BSL trained with TAET's attack, and
+    # its evaluation (cell 12): torchattacks' AutoAttack and DeepFool beside the suite, batches of 32 over the
+    # class-sorted test set (CW-L2 stops early on a batch's summed cost, so batching moves its column). GPU.
     "taet_notebook": {
         "seeds": [0],
         "data": {"dataset": "cifar10", "imbalance_ratio": 10.0, "test_protocol": "long_tailed",
                  "resize_before_crop": 224, "crop_padding": 4, "flip": True},
-        "model": {"arch": "resnet50_tv", "normalize": False, "pretrained": True},
+        "model": {"arch": "resnet50_tv", "normalize": False, "pretrained": False},
         "train": {"epochs": 100, "batch_size": 128, "lr": 0.1, "track_size": 1000},
         "method_args": {"ce_epochs": 40, "extra_clean_forward": True},
         # Per-method arguments (strict: the method must have them). The TAET repository trains its AT-BSL
@@ -163,7 +165,8 @@ SPECS: dict[str, dict[str, Any]] = {
         "method_args_by_method": {
             "atbsl": {"eps": 0.031, "step_size": 0.003, "steps": 10, "start": "normal", "start_std": 0.001},
         },
-        "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf", "autoattack", "autoattack_ta")},
+        "eval": {"attacks": ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf", "deepfool", "autoattack",
+                             "autoattack_ta"), "batch_size": 32, "order": "class_sorted"},
         # the paper profile's notebook settings, with notebook 07 timing the notebook's own model
         "notebooks": {**PAPER_NOTEBOOKS,
                       "efficiency": {"arch": "resnet50_tv", "batch_size": 128, "steps": 20, "dataset": "cifar10"}},

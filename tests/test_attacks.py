@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from lib.core import attacks as A
+from lib.core import suite as S
 from lib.core.config import ConfigError, EvalConfig
 
 EPS = 0.1
@@ -282,37 +283,37 @@ SUITE = ("clean", "fgsm", "pgd20", "pgd100", "cw_l2", "cw_linf", "autoattack")
 
 
 def test_registry_names_and_unknown_name():
-    assert set(SUITE) <= set(A.ATTACKS)
-    assert set(EvalConfig().attacks) <= set(A.ATTACKS)
+    assert set(SUITE) <= set(S.ATTACKS)
+    assert set(EvalConfig().attacks) <= set(S.ATTACKS)
     with pytest.raises(ConfigError, match="valid"):
-        A.get_attack("pgd7")
+        S.get_attack("pgd7")
     with pytest.raises(ConfigError, match="pgd20"):
-        A.describe_attack("pgd7", EvalConfig())
+        S.describe_attack("pgd7", EvalConfig())
 
 
 @pytest.mark.parametrize("name", [n for n in SUITE if n != "autoattack"])
 def test_registry_attacks_follow_eval_config(small, name):
     model, x, y = small
     ecfg = EvalConfig(eps=EPS, pgd_step_size=0.02, cw_l2_steps=10, cw_linf_step_size=0.02)
-    x_adv = A.get_attack(name)(model, x, y, ecfg, gen())
+    x_adv = S.get_attack(name)(model, x, y, ecfg, gen())
     assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
     if name != "cw_l2":
         assert (x_adv - x).abs().max().item() <= ecfg.eps + 1e-6
     if name == "clean":
         assert torch.equal(x_adv, x)
-    desc = A.describe_attack(name, ecfg)
+    desc = S.describe_attack(name, ecfg)
     assert desc["name"] == name
     json.dumps(desc)
 
 
 def test_describe_attack_records_settings():
     e = EvalConfig()
-    assert A.describe_attack("pgd20", e)["steps"] == 20
-    assert A.describe_attack("pgd100", e)["step_size"] == e.pgd_step_size
-    cw = A.describe_attack("cw_linf", e)
+    assert S.describe_attack("pgd20", e)["steps"] == 20
+    assert S.describe_attack("pgd100", e)["step_size"] == e.pgd_step_size
+    cw = S.describe_attack("cw_linf", e)
     assert (cw["loss"], cw["kappa"], cw["steps"], cw["step_size"]) == ("cw", 50.0, 20, e.cw_linf_step_size)
-    assert A.describe_attack("cw_l2", e)["c"] == e.cw_l2_c
-    aa = A.describe_attack("autoattack", e)
+    assert S.describe_attack("cw_l2", e)["c"] == e.cw_l2_c
+    aa = S.describe_attack("autoattack", e)
     assert aa["version"] == "standard" and aa["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     json.dumps(aa)
 

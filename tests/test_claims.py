@@ -8,7 +8,7 @@ import re
 import pytest
 
 from lib.core import runs
-from lib.core.attacks import describe_attack
+from lib.core.suite import describe_attack
 from lib.study import claims
 
 SEEDS = [0, 1, 2]

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from lib.core import runs
-from lib.core.attacks import describe_attack
 from lib.core.config import ConfigError
+from lib.core.suite import describe_attack
 from lib.orchestrate.evidence import Found, find
 from lib.profiles import run_config
 

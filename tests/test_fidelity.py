@@ -17,12 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from lib.core.attacks import autoattack_ta, describe_attack
-from lib.core.config import ConfigError, DataConfig, RunConfig
+from lib.core.attacks import autoattack_ta
+from lib.core.config import ConfigError, DataConfig, EvalConfig, RunConfig
 from lib.core.data import build_data, iterate_batches, resize_images
 from lib.core.methods import MethodContext, build_method, resolve_method_args
 from lib.core.models import create_model
 from lib.core.runs import HASH_NEUTRAL, config_hash
+from lib.core.suite import describe_attack
 from lib.core.train import validate
 from lib.profiles import profile_config
 
@@ -372,8 +373,8 @@ def test_cli_flags_set_each_switch():
                                          "--method-arg", "extra_clean_forward=true"]))
     switches = (cfg.data.resize_before_crop, cfg.model.normalize, cfg.method_args["extra_clean_forward"])
     assert switches == (64, False, True)
-    nb = config_from_args(p.parse_args(["train", "--profile", "taet_notebook", "--no-pretrained"]))
-    assert nb.model.pretrained is False and profile_config("taet_notebook").model.pretrained is True
+    nb = config_from_args(p.parse_args(["train", "--profile", "taet_notebook", "--pretrained"]))
+    assert nb.model.pretrained is True and profile_config("taet_notebook").model.pretrained is False
     with pytest.raises(ConfigError, match="extra_clean_forward"):
         config_from_args(p.parse_args(["train", "--method", "at", "--method-arg", "extra_clean_forward=true"]))
 
@@ -389,3 +390,57 @@ def test_tiny_taet_notebook_keeps_every_switch_at_cpu_sizes():
     assert q.method_args_by_method["atbsl"]["steps"] == TINY_TRAIN_ATTACK_STEPS
     assert q.train["lr"] == pytest.approx(0.1 * q.train["batch_size"] / 128)  # same lr per image
     assert PROFILES["taet_notebook"].data["resize_before_crop"] == 224  # the profile itself is untouched
+
+
+# ---------------------------------------------------------------------------------------------------
+# The official TAET notebook's evaluation (cell 12): DeepFool, batches of 32 over the class-sorted test set
+# ---------------------------------------------------------------------------------------------------
+def test_deepfool_is_torchattacks_deepfool_and_fools_a_trained_model(trained_digits_model):
+    torchattacks = pytest.importorskip("torchattacks")
+    from lib.core.suite import describe_attack, get_attack
+
+    model, x, y = trained_digits_model
+    x, y = x[:24], y[:24]
+    ecfg = EvalConfig(deepfool_steps=50)
+    mode = model.training
+    x_adv = get_attack("deepfool")(model, x, y, ecfg, None)
+    assert model.training == mode and x_adv.shape == x.shape and 0 <= x_adv.min() and x_adv.max() <= 1
+    with torch.random.fork_rng(devices=[]):
+        ref = torchattacks.DeepFool(model.eval(), steps=50, overshoot=0.02)(x, y)
+    assert torch.allclose(x_adv, ref.clamp(0, 1), atol=1e-6)  # the library's own attack, nothing re-implemented
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean().item()
+        adv = (model(x_adv).argmax(1) == y).float().mean().item()
+    # unbounded, but its last step is clipped to [0, 1], which pulls some 8x8 digits back (measured: 100% -> 46%)
+    assert clean > 0.8 and adv < 0.6
+    d = describe_attack("deepfool", ecfg)
+    assert (d["steps"], d["overshoot"], d["norm"]) == (50, 0.02, "L2")
+
+
+def test_class_sorted_batches_of_32_are_recorded_where_they_change_a_result(trained_digits_model):
+    from lib.core.evaluate import evaluate_model
+    from lib.core.suite import describe_attack
+
+    model, x, y = trained_digits_model
+    x_u8 = (x * 255).round().to(torch.uint8)
+    default, notebook = EvalConfig(), EvalConfig(batch_size=32, order="class_sorted")
+    a = evaluate_model(model, x_u8, y, 10, default, ["clean"], verbose=False)["clean"]
+    b = evaluate_model(model, x_u8, y, 10, notebook, ["clean"], verbose=False)["clean"]
+    assert a["per_class"] == b["per_class"] and a["balanced"] == b["balanced"]  # order alone moves no clean number
+    # CW-L2 (early stop on a batch's summed cost) and torchattacks' AutoAttack carry a non-default batching; the
+    # default settings are those every existing eval.json holds, so cached results stay current
+    assert "batching" not in describe_attack("cw_l2", default)
+    assert describe_attack("cw_l2", notebook)["batching"] == {"batch_size": 32, "order": "class_sorted"}
+    assert describe_attack("autoattack_ta", notebook)["order"] == "class_sorted"
+    assert describe_attack("pgd20", notebook) == describe_attack("pgd20", default)
+    with pytest.raises(ConfigError, match="eval.order must be one of"):
+        evaluate_model(model, x_u8, y, 10, EvalConfig(order="random"), ["clean"], verbose=False)
+
+
+def test_the_taet_notebook_profile_is_the_notebook_item_by_item():
+    cfg = profile_config("taet_notebook", "taet")
+    assert (cfg.model.arch, cfg.model.pretrained, cfg.model.normalize) == ("resnet50_tv", False, False)
+    assert (cfg.data.resize_before_crop, cfg.data.test_protocol, cfg.data.crop_padding) == (224, "long_tailed", 4)
+    assert cfg.method_args["extra_clean_forward"] is True and cfg.method_args["ce_epochs"] == 40
+    assert {"deepfool", "autoattack_ta", "cw_l2"} <= set(cfg.eval.attacks)
+    assert (cfg.eval.batch_size, cfg.eval.order, cfg.eval.pgd_step_size) == (32, "class_sorted", 1 / 255)

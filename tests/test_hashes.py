@@ -48,13 +48,14 @@ PINNED = {
         "robal_r": "e31b9caef4c57b4f", "taet": "435c7e5941661843", "trades": "c8eeb3bf968ea6af",
         "robustlt_atbsl": "02c2d8a316d1722a", "robustlt_taet": "c2eda7837eef5736",  # RobustLT (added with it)
     },
-    # The official TAET notebook's protocol (added after the table was first pinned; computed from that code).
+    # The official TAET notebook's protocol (added after the table was first pinned; computed from that code). Re-pinned
+    # when it moved to training ResNet-50 from scratch, as the notebook does (cell 1: `resnet50(weights=None)`).
     "taet_notebook": {
-        "adt": "3fdf27930bc41e97", "at": "2fe25344a06f3f84", "atbsl": "7455d92449c58493", "ce": "49a8a282cdd55bda",
-        "gairat": "c7da4a7f407c1f45", "he": "c96596ee8a8629bf", "las_at": "a9df4d390e75dc90",
-        "mart": "b26933daec5ce752", "reat": "04cd394ff54bcd62", "robal": "2488bc76186561de",
-        "robal_r": "7f1a2622cdcd6384", "taet": "f2e491b56c68ce31", "trades": "0b3b0a93ed31dc89",
-        "robustlt_atbsl": "2526b20f8a6b8ac6", "robustlt_taet": "cb189812c0b49810",  # RobustLT (added with it)
+        "adt": "1f715e49328fa5e0", "at": "ea8cf022c0bc211c", "atbsl": "e37a6b1b4a346477", "ce": "f4b459d5d9f7bcce",
+        "gairat": "1996bf3fdee4c666", "he": "780600368c8f534a", "las_at": "30df36a7e000e63e",
+        "mart": "f73189d9e4ce7ded", "reat": "b622dad4e18a2372", "robal": "09ac7b811019d2c3",
+        "robal_r": "ed221e6fb92ade3c", "robustlt_atbsl": "5e8618a023c2a8cd", "robustlt_taet": "c8694826953de233",
+        "taet": "93cf5997410dbc43", "trades": "e2182f9c1826da6c",
     },
     # RobustLT's own protocol (zhang-lilin/RobustLT; added with the robustlt_* methods, computed from that code).
     "robustlt": {

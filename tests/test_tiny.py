@@ -13,8 +13,8 @@ import torch
 
 from lib import profiles
 from lib.core import config, data, synthetic
-from lib.core.attacks import describe_attack, get_attack
 from lib.core.config import ConfigError, EvalConfig
+from lib.core.suite import describe_attack, get_attack
 from lib.orchestrate import tiny
 from lib.profiles import PROFILES, profile_config
 

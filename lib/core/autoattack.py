@@ -1,6 +1,7 @@
-"""AutoAttack (Croce & Hein 2020), with the kit's calling convention; re-exported by :mod:`lib.core.attacks`. Two
-implementations: `autoattack`, the official code (PyPI `pyautoattack`, fra31's standard version), and
-`autoattack_ta`, torchattacks' version, as the official TAET and AT-BSL evaluations ran it."""
+"""The attacks other packages run, with the kit's calling convention; re-exported by :mod:`lib.core.attacks`.
+AutoAttack (Croce & Hein 2020) twice: `autoattack`, the official code (PyPI `pyautoattack`, fra31's standard
+version), and `autoattack_ta`, torchattacks' version, as the official TAET and AT-BSL evaluations ran it; and
+`deepfool_ta`, torchattacks' DeepFool (Moosavi-Dezfooli et al. 2016), as the official TAET notebook runs it."""
 
 from __future__ import annotations
 
@@ -237,3 +238,25 @@ def autoattack_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
                         setattr(sub, field, min(getattr(sub, field), max_steps))
         x_adv = atk(x, y)
     return _project_linf(x_adv.detach().to(device), x, float(eps))
+
+
+def deepfool_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 50,
+                overshoot: float = 0.02) -> torch.Tensor:
+    """DeepFool as the official TAET notebook (cell 12) runs it: ``torchattacks.DeepFool(model, steps=50,
+    overshoot=0.02)`` on the batch. A minimal-L2 attack, unbounded: each image moves until its prediction changes
+    (or `steps` run out), so accuracy under it measures how often `steps` linearised steps fail to cross the nearest
+    boundary, not robustness within a budget. One image at a time inside torchattacks (slow: a Jacobian per image
+    and step). fp32, eval mode, global RNG left as found. Needs torchattacks (:data:`TORCHATTACKS_INSTALL`)."""
+    _check_steps("steps", steps)
+    _check_nonneg("overshoot", overshoot)
+    _check_batch(x, y)
+    try:
+        import torchattacks
+    except ImportError:
+        raise ConfigError(f"deepfool needs torchattacks: {TORCHATTACKS_INSTALL}") from None
+    x = x.detach().float()
+    if x.shape[0] == 0:
+        return x.clone()
+    with _fp32_eval(model, x.device):
+        x_adv = torchattacks.DeepFool(model, steps=steps, overshoot=float(overshoot))(x, y)
+    return x_adv.detach().to(x.device).clamp_(0.0, 1.0)

@@ -85,7 +85,13 @@ class EvalConfig:
     cw_linf_step_size: float = 2.0 / 255.0
     autoattack_version: str = "standard"  # `autoattack`: fra31's AutoAttack (pyautoattack)
     autoattack_ta_version: str = "standard"  # `autoattack_ta`: torchattacks.AutoAttack (official TAET / AT-BSL eval)
+    deepfool_steps: int = 50  # `deepfool`: torchattacks.DeepFool's defaults, as the official TAET notebook runs it
+    deepfool_overshoot: float = 0.02
     batch_size: int = 256
+    # "as_drawn": the test set in the order the data walk keeps (file order); "class_sorted": sorted by label, as
+    # the official TAET notebook's stored test set is, so its batches of 32 (CW-L2 stops on a batch's summed cost)
+    # are those batches
+    order: str = "as_drawn"
     max_steps: int | None = None  # cap on every attack's iterations, AutoAttack's too (--tiny: 1); None = their own
     seed: int = 0
 

@@ -22,9 +22,10 @@ from typing import Any
 import torch
 
 from lib.core import runs
-from lib.core.attacks import ATTACKS, check_attack_available, describe_attack, get_attack, trusted_inputs
+from lib.core.attacks import trusted_inputs
 from lib.core.config import ConfigError, EvalConfig
 from lib.core.metrics import accuracy, balanced_accuracy, per_class_recall
+from lib.core.suite import ATTACKS, EVAL_ORDERS, check_attack_available, describe_attack, get_attack
 
 
 def check_attacks(names) -> tuple[str, ...]:
@@ -42,8 +43,13 @@ def evaluate_model(model, x_u8: torch.Tensor, y: torch.Tensor, num_classes: int,
                    attacks=None, *, progress: bool = False, verbose: bool = True) -> dict[str, dict[str, Any]]:
     """Run each attack over the (uint8, on-device) test set in batches; return results by attack name."""
     attacks = check_attacks(attacks if attacks is not None else ecfg.attacks)
+    if ecfg.order not in EVAL_ORDERS:
+        raise ConfigError(f"eval.order must be one of {EVAL_ORDERS}; got {ecfg.order!r}")
     from tqdm.auto import tqdm
 
+    if ecfg.order == "class_sorted":  # the official TAET notebook's stored test set: class by class
+        perm = torch.sort(y, stable=True).indices
+        x_u8, y = x_u8[perm], y[perm]
     model.eval()
     out: dict[str, dict[str, Any]] = {}
     for name in attacks:

@@ -1,5 +1,5 @@
-"""torchvision's ImageNet architectures behind the kit's wrapper: ResNet-50 (the official TAET notebook's model)
-and ViT-B/16 (DermaMNIST in the paper), each with optional ImageNet weights."""
+"""torchvision's ImageNet architectures behind the kit's wrapper: ResNet-50 (the official TAET notebook's model,
+which it trains from scratch) and ViT-B/16 (DermaMNIST in the paper), each with optional ImageNet weights."""
 
 from __future__ import annotations
 
