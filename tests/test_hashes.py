@@ -48,8 +48,9 @@ PINNED = {
         "robal_r": "e31b9caef4c57b4f", "taet": "435c7e5941661843", "trades": "c8eeb3bf968ea6af",
         "robustlt_atbsl": "02c2d8a316d1722a", "robustlt_taet": "c2eda7837eef5736",  # RobustLT (added with it)
     },
-    # The official TAET notebook's protocol (added after the table was first pinned; computed from that code). Re-pinned
-    # when it moved to training ResNet-50 from scratch, as the notebook does (cell 1: `resnet50(weights=None)`).
+    # The official TAET notebook's protocol (added after the table was first pinned; computed from that code).
+    # Re-pinned when it moved to training ResNet-50 from scratch, as the notebook does (cell 1:
+    # `resnet50(weights=None)`).
     "taet_notebook": {
         "adt": "1f715e49328fa5e0", "at": "ea8cf022c0bc211c", "atbsl": "e37a6b1b4a346477", "ce": "f4b459d5d9f7bcce",
         "gairat": "1996bf3fdee4c666", "he": "780600368c8f534a", "las_at": "30df36a7e000e63e",

@@ -374,3 +374,40 @@ def test_tiny_shrinks_the_reduced_scale_too(fresh_profiles):
     red = seeded.reduced_scale(name)
     assert red["overrides"]["data"]["max_train"] == TINY_DATA["max_train"] and red["seeds"] == [0]
     assert red["full_scale_methods"] == ["ce", "at", "atbsl", "taet"]
+
+
+def _write_jpeg_cifar(root, train=20, test=1):
+    """A CIFAR-10 JPEG folder in the real layout (train/<class>/NNNN.jpg), `train` and `test` images per class."""
+    from PIL import Image
+
+    from lib.core.imagefolder import CIFAR10_CLASSES
+
+    rng = np.random.RandomState(0)
+    for split, n in (("train", train), ("test", test)):
+        for c in CIFAR10_CLASSES:
+            folder = root / "cifar10-jpeg" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.randint(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
+
+
+def test_tiny_reads_the_jpeg_copy_where_cifar10s_batches_are_absent(fresh_profiles, monkeypatch):
+    from lib.core import imagefolder
+    from lib.core.train import train_run
+    from lib.profiles import run_config
+
+    monkeypatch.setattr(imagefolder, "CIFAR10_JPEG_PER_CLASS", {"train": 20, "test": 1})
+    data_dir = fresh_profiles / "data"
+    _write_jpeg_cifar(data_dir)
+    name = tiny.prepare_profile("taet_notebook", tiny=True, data_dir=str(data_dir))
+    p = profiles.PROFILES[name]
+    assert p.data["dataset"] == "cifar10_jpeg" and p.notebooks.efficiency["dataset"] == "cifar10_jpeg"
+    assert PROFILES["taet_notebook"].data["dataset"] == "cifar10"  # the profile itself is untouched
+    cfg = run_config(name, "taet", device="cpu", out_dir=str(fresh_profiles / "out"))
+    res = train_run(cfg, verbose=False)
+    assert len(res.history) == cfg.train.epochs and cfg.data.resize_before_crop == tiny.TINY_RESIZE
+    # with CIFAR-10's own batches in data_dir, those are read (no stand-in)
+    synthetic.write_synthetic_cifar(str(data_dir))
+    os.remove(data_dir / "cifar-10-batches-py" / synthetic.SYNTHETIC_MARKER)  # stands for the real files
+    q = tiny.with_jpeg_standin(tiny.tiny_settings(PROFILES["taet_notebook"]), str(data_dir))
+    assert q.data["dataset"] == "cifar10"

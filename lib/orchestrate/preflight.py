@@ -19,11 +19,11 @@ def check_pipeline(profile: str, *, tiny: bool = False, data_dir: str = "data", 
                    device: str = "auto", allow_slow: bool = False) -> None:
     """ConfigError (one line) when the run cannot work: a data set missing offline, or AutoAttack on the CPU
     over a test set that takes more than AA_CPU_LIMIT_S (unless `allow_slow`)."""
-    from lib.orchestrate.tiny import tiny_data_dir, tiny_settings
+    from lib.orchestrate.tiny import tiny_data_dir, tiny_settings, with_jpeg_standin
 
     p = get_profile(profile)
     if tiny:
-        tiny_data_dir(tiny_settings(p), data_dir)  # ConfigError for a data set it cannot synthesise
+        tiny_data_dir(with_jpeg_standin(tiny_settings(p), data_dir), data_dir)  # ConfigError: cannot synthesise
         return
     check_data(profile, data_dir, download)
     if not allow_slow:

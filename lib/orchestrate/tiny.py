@@ -97,6 +97,7 @@ def prepare_profile(profile: str, *, tiny: bool = False, data_dir: str = "data",
         return profile  # today's behaviour, untouched
     p = tiny_settings(base) if tiny else base
     if tiny:
+        p = with_jpeg_standin(p, data_dir)
         data_dir = tiny_data_dir(p, data_dir)
     q = p.to_spec()
     q["data"].update(data_dir=data_dir, download=download and not tiny)
@@ -107,7 +108,28 @@ def prepare_profile(profile: str, *, tiny: bool = False, data_dir: str = "data",
     return name
 
 
-_REAL_FILES = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "dermamnist": "dermamnist.npz"}
+_REAL_FILES = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "dermamnist": "dermamnist.npz",
+               "cifar10_jpeg": "cifar10-jpeg"}
+
+
+def with_jpeg_standin(p: Profile, data_dir: str = "data") -> Profile:
+    """`--tiny` on a profile that reads CIFAR-10 where `data_dir` lacks its pickled batches but holds the JPEG copy
+    (`cifar10-jpeg/train`, `cifar10-jpeg/test`): real images (JPEG-rounded) instead of a synthetic set, for its runs
+    and notebook 07. Unchanged otherwise."""
+    real = os.path.join(data_dir, _REAL_FILES["cifar10"])
+    jpeg = os.path.join(data_dir, _REAL_FILES["cifar10_jpeg"])
+    has_real = os.path.exists(real) and not os.path.exists(os.path.join(real, SYNTHETIC_MARKER))
+    if has_real or not all(os.path.isdir(os.path.join(jpeg, s)) for s in ("train", "test")):
+        return p
+    q = p.to_spec()
+    q["data"].setdefault("dataset", DataConfig.dataset)
+    reads = [s for s in (q["data"], q["notebooks"]["efficiency"]) if s.get("dataset") == "cifar10"]
+    if not reads:
+        return p
+    for s in reads:
+        s["dataset"] = "cifar10_jpeg"
+    print(f"[tiny] cifar10: no {real}; the JPEG copy in {jpeg} stands in (real images, JPEG-rounded)")
+    return Profile.from_spec(p.name, q)
 
 
 def datasets_of(p: Profile) -> list[str]:
