@@ -200,6 +200,15 @@ def torchattacks_available() -> bool:
     return True
 
 
+def _torchattacks(attack: str):
+    """The torchattacks module, or one ConfigError naming `attack` and the install command."""
+    try:
+        import torchattacks
+    except ImportError:
+        raise ConfigError(f"{attack} needs torchattacks: {TORCHATTACKS_INSTALL}") from None
+    return torchattacks
+
+
 def autoattack_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, version: str = "standard",
                   seed: int = 0, max_steps: int | None = None) -> torch.Tensor:
     """AutoAttack as the official TAET notebook (cell 12) and AT-BSL's ``eval.py`` run it: ``torchattacks.AutoAttack(
@@ -215,10 +224,7 @@ def autoattack_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
     if max_steps is not None:
         _check_steps("max_steps", max_steps)
     _check_batch(x, y)
-    try:
-        import torchattacks
-    except ImportError:
-        raise ConfigError(f"autoattack_ta needs torchattacks: {TORCHATTACKS_INSTALL}") from None
+    torchattacks = _torchattacks("autoattack_ta")
     x = x.detach().float()
     if x.shape[0] == 0:
         return x.clone()
@@ -250,13 +256,9 @@ def deepfool_ta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: in
     _check_steps("steps", steps)
     _check_nonneg("overshoot", overshoot)
     _check_batch(x, y)
-    try:
-        import torchattacks
-    except ImportError:
-        raise ConfigError(f"deepfool needs torchattacks: {TORCHATTACKS_INSTALL}") from None
-    x = x.detach().float()
+    deepfool = _torchattacks("deepfool").DeepFool
     if x.shape[0] == 0:
-        return x.clone()
+        return x.detach().float().clone()
     with _fp32_eval(model, x.device):
-        x_adv = torchattacks.DeepFool(model, steps=steps, overshoot=float(overshoot))(x, y)
+        x_adv = deepfool(model, steps=steps, overshoot=float(overshoot))(x.detach().float(), y)
     return x_adv.detach().to(x.device).clamp_(0.0, 1.0)
