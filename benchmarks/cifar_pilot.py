@@ -1,12 +1,13 @@
 """The pilot that picks the `cifar` profile's model (CIFAR-10-LT IR 10 from the JPEG copy, on one CPU core).
 
-Two parts, each writing JSON under `results/cifar/pilot/` (commit it as it finishes):
+Two parts, each writing JSON under `results/pilot/` (commit it as it finishes; the runs' evidence files go to
+`results/pilot/runs/`):
 
 - `--timing`: seconds per epoch of TAET's stage 2 and of AT-BSL (20,431 train images, batch 128) for each candidate
   model, in fp32 and under bf16 autocast, one thread, from `lib.study.costs.step_costs` (a few timed steps of the
   kit's own `train_step` on the real data). Says whether other work shared the machine (the load average).
 - `--train ARCH METHOD EPOCHS [--amp bf16]`: one run through the kit's trainer (`lib.orchestrate.sweep`, cached),
-  evaluated on clean and PGD-20 over the balanced test set; `results/cifar/pilot/<run>.json` holds its balanced
+  evaluated on clean and PGD-20 over the balanced test set; `results/pilot/<run>.json` holds its balanced
   clean / PGD-20, its loss curve and its seconds. The plateau check is the same run at twice the epochs.
 
     python benchmarks/cifar_pilot.py --timing
@@ -33,7 +34,7 @@ from lib.profiles import profile_config  # noqa: E402
 from lib.study.costs import step_costs  # noqa: E402
 
 CANDIDATES = ("small_cnn", "resnet20", "preact_resnet18_w16")
-OUT = ROOT / "results" / "cifar" / "pilot"
+OUT = ROOT / "results" / "pilot"
 # CIFAR-10-LT IR 10 (exp profile: 5,000 down to 500, 20,431 images), the balanced test set, the paper's schedule
 # scaled to `epochs` (milestones at 75% and 90%), TAET's clean stage 40% of it, 1 thread; a stratified 2,000 of the
 # balanced test set (200 per class: the standard error of a balanced accuracy near 50% is about 1.1 points).
@@ -86,7 +87,7 @@ def train(arch: str, method: str, epochs: int, amp: str) -> dict:
            "loss_by_epoch": [float(r["loss"]) for r in hist], "load_average_end": os.getloadavg()}
     OUT.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(OUT / f"{out['run']}.json", out)
-    runs.export_evidence([res.run_dir], OUT.parent / "pilot-runs")
+    runs.export_evidence([res.run_dir], OUT / "runs")
     print(json.dumps({k: v for k, v in out.items() if k != "loss_by_epoch"}, indent=1))
     return out
 

@@ -383,8 +383,15 @@ def test_the_committed_evidence_is_read_by_todays_code(tmp_path):
     from lib.core.evaluate import read_eval
     from lib.orchestrate.evidence import find
 
+    from lib.profiles import PROFILES
+
     root = Path(__file__).resolve().parent.parent / claims.RESULTS_DIR
-    profiles = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    profiles = [f for f in folders if f in PROFILES]
+    for other in sorted(set(folders) - set(profiles)):  # e.g. results/pilot/: evidence that is no profile's claims
+        assert (root / other / "README.md").is_file(), f"results/{other}/ is no profile's: say what it is in a README"
+        for cfg_file in sorted((root / other).rglob("config.json")):  # its runs still hash to their folders' names
+            assert runs.run_dir(runs.read_config(cfg_file.parent)).name == cfg_file.parent.name, cfg_file
     for profile in profiles:
         committed = {p.name for p in (root / profile).iterdir() if p.is_dir()}
         g = claims.gather(profile, out_dir=str(tmp_path / "empty"), results_dir=str(root), partial=True,

@@ -98,8 +98,8 @@ def test_unknown_method_and_attack(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--method", "nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
-    code = main(["train", "--profile", "smoke", "--attacks", "clean,deepfool", "--out-dir", str(tmp_path)])
-    assert code == 2 and "unknown attack 'deepfool'" in capsys.readouterr().err
+    code = main(["train", "--profile", "smoke", "--attacks", "clean,jsma", "--out-dir", str(tmp_path)])
+    assert code == 2 and "unknown attack 'jsma'" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

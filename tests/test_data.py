@@ -312,7 +312,9 @@ def test_notebook06_uses_dermamnist_when_present_else_a_standin_at_its_train_rat
                                                            if k == "images" else (np.arange(14) % 7).reshape(14, 1))
                                               for s in ("train", "val", "test") for k in ("images", "labels")})
     data, label, _ = derma_data(d, data_dir=str(tmp_path))
-    assert data == {"dataset": "dermamnist", "data_dir": str(tmp_path), "max_test": 100} and label == "DermaMNIST"
+    # native size: a profile's 224-px path (taet_notebook's, for CIFAR-10) is not DermaMNIST's (ViT resizes inside)
+    assert data == {"dataset": "dermamnist", "data_dir": str(tmp_path), "resize_before_crop": None, "max_test": 100}
+    assert label == "DermaMNIST"
 
 
 def test_dermamnist_missing_or_broken(tmp_path):

@@ -160,7 +160,9 @@ def derma_data(d: dict[str, Any], data_dir: str = "data") -> tuple[dict[str, Any
     """
     data_dir, download = d.get("data_dir", data_dir), bool(d.get("download", False))  # tiny.prepare_profile
     dataset, note = dataset_or_standin(d["dataset"], d.get("standin"), data_dir, download)
-    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir}
+    # DermaMNIST's runs keep its native size: a fixed-size model (ViT-B/16) resizes inside its wrapper, as in the
+    # paper; a profile's 224-px path (taet_notebook: the official TAET notebook's, for CIFAR-10) is not theirs
+    data: dict[str, Any] = {"dataset": dataset, "data_dir": data_dir, "resize_before_crop": None}
     if download:
         data["download"] = True
     data.update({k: d[k] for k in ("max_train", "max_test") if d.get(k)})
