@@ -368,10 +368,9 @@ def test_autoattack_cap_also_limits_target_classes(monkeypatch):
 @pytest.mark.fashion_mnist
 def test_tiny_shrinks_the_reduced_scale_too(fresh_profiles):
     from lib.orchestrate.tiny import TINY_DATA
-    from lib.study import seeded
 
     name = tiny.prepare_profile("fashion", tiny=True)
-    red = seeded.reduced_scale(name)
+    red = profiles.reduced_scale(name)
     assert red["overrides"]["data"]["max_train"] == TINY_DATA["max_train"] and red["seeds"] == [0]
     assert red["full_scale_methods"] == ["ce", "at", "atbsl", "taet"]
 
